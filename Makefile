@@ -1,0 +1,45 @@
+# Set-up and jobs. Every install step leaves a stamp in $(VENV)/.stamps, so a second run takes
+# seconds; delete the stamp (or the venv) to redo a step.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.stamps
+PIP_INSTALL := $(PIP) install --disable-pip-version-check -c constraints.txt
+
+.PHONY: install test demo clean
+
+install: $(STAMP)/project
+
+$(STAMP)/venv:
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	@mkdir -p $(STAMP) && touch $@
+
+# torch 2.13.0 (the registry's CUDA build; it runs on CPU) + torchvision 0.28.0.
+$(STAMP)/torch: $(STAMP)/venv constraints.txt
+	$(PIP_INSTALL) "torch===2.13.0" "torchvision==0.28.0"
+	@touch $@
+
+# mmcv-full 1.7.2 with compiled ops: built once per torch version into ~/.cache/rdoq-plugins.
+$(STAMP)/mmcv: $(STAMP)/torch tools/install_mmcv.sh
+	$(PIP_INSTALL) "setuptools>=77,<81" wheel ninja
+	bash tools/install_mmcv.sh $(PY) 1.7.2
+	@touch $@
+
+$(STAMP)/deps: $(STAMP)/mmcv requirements.txt constraints.txt
+	$(PIP_INSTALL) -r requirements.txt
+	@touch $@
+
+$(STAMP)/project: $(STAMP)/deps pyproject.toml
+	$(PIP) install --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+test: install
+	$(PY) -m pytest
+
+demo: install
+	$(PY) tools/demo_core.py
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""Dataset helpers for the mmdet adapters that need no framework import."""

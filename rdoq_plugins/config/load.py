@@ -1,0 +1,35 @@
+"""Reading a quantization config from a dict or a YAML file."""
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rdoq_plugins.config.errors import ConfigError
+from rdoq_plugins.config.schema import QuantConfig
+
+
+def load_quant_config(
+    source: str | Path | Mapping[str, Any] | QuantConfig | None,
+    extra_keys: Collection[str] = (),
+) -> QuantConfig:
+    """A validated :class:`QuantConfig` from a YAML path, a mapping, or a config (returned as is).
+
+    None gives the defaults (QDrop's W4A4 settings).
+    """
+    if isinstance(source, QuantConfig):
+        return source
+    if source is None:
+        return QuantConfig.from_dict({}, extra_keys)
+    if isinstance(source, Mapping):
+        return QuantConfig.from_dict(source, extra_keys)
+    path = Path(source)
+    if not path.is_file():
+        raise ConfigError("<file>", "quantization config file not found", str(path))
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError("<file>", f"not valid YAML ({err})", str(path)) from None
+    return QuantConfig.from_dict(data, extra_keys)

@@ -1,0 +1,109 @@
+"""Quantized layers: a weighted layer with a weight quantizer and optional activation quantizers.
+
+A wrapper *becomes* the layer it wraps: :meth:`QuantLayer.from_float` shares the original's
+parameters, buffers and attributes, so ``isinstance(q, nn.Conv2d)`` still holds, state-dict keys of
+the FP weights are unchanged, and framework code that reads ``out_channels`` keeps working. Each
+wrapper class only says how to run the layer with a given weight (``forward_with_weight``);
+``pcdet_ext`` adds spconv layers this way through :func:`rdoq_plugins.modules.register_quant_layer`.
+"""
+from __future__ import annotations
+
+from typing import TypeVar
+
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from rdoq_plugins.quant.fake_quantize import FakeQuantize
+
+L = TypeVar("L", bound="QuantLayer")
+
+
+class QuantLayer(nn.Module):
+    """Mixin for quantized weighted layers (listed first in the bases, before the FP class).
+
+    Attributes:
+        weight_quantizer: quantizes ``self.weight``, or None to keep the weight FP.
+        input_quantizer: quantizes the layer input, or None.
+        output_quantizer: quantizes the layer output, or None.
+        weight_out_axis: the output-channel axis of ``self.weight`` (0 for conv, linear, spconv).
+    """
+
+    weight_out_axis: int = 0
+    weight_quantizer: FakeQuantize | None
+    input_quantizer: FakeQuantize | None
+    output_quantizer: FakeQuantize | None
+
+    @classmethod
+    def from_float(
+        cls: type[L],
+        module: nn.Module,
+        weight_quantizer: FakeQuantize | None = None,
+        input_quantizer: FakeQuantize | None = None,
+        output_quantizer: FakeQuantize | None = None,
+    ) -> L:
+        """A quantized twin of ``module`` that shares its parameters and buffers."""
+        new = cls.__new__(cls)
+        new.__dict__.update(module.__dict__)
+        for attr in ("_parameters", "_buffers", "_modules", "_non_persistent_buffers_set"):
+            new.__dict__[attr] = type(module.__dict__[attr])(module.__dict__[attr])
+        new.weight_quantizer = weight_quantizer
+        new.input_quantizer = input_quantizer
+        new.output_quantizer = output_quantizer
+        return new
+
+    def quantized_weight(self) -> Tensor:
+        """The weight as the layer uses it: fake-quantized when a weight quantizer is set."""
+        weight: Tensor = self.weight  # type: ignore[assignment]
+        return weight if self.weight_quantizer is None else self.weight_quantizer(weight)
+
+    def forward_with_weight(self, x: Tensor, weight: Tensor) -> Tensor:
+        """Runs the FP layer's computation with ``weight`` in place of ``self.weight``."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        if self.input_quantizer is not None:
+            x = self.input_quantizer(x)
+        y = self.forward_with_weight(x, self.quantized_weight())
+        if self.output_quantizer is not None:
+            y = self.output_quantizer(y)
+        return y
+
+
+class QuantConv1d(QuantLayer, nn.Conv1d):
+    """Quantized ``nn.Conv1d``."""
+
+    def forward_with_weight(self, x: Tensor, weight: Tensor) -> Tensor:
+        return self._conv_forward(x, weight, self.bias)
+
+
+class QuantConv2d(QuantLayer, nn.Conv2d):
+    """Quantized ``nn.Conv2d``."""
+
+    def forward_with_weight(self, x: Tensor, weight: Tensor) -> Tensor:
+        return self._conv_forward(x, weight, self.bias)
+
+
+class QuantConv3d(QuantLayer, nn.Conv3d):
+    """Quantized ``nn.Conv3d``."""
+
+    def forward_with_weight(self, x: Tensor, weight: Tensor) -> Tensor:
+        return self._conv_forward(x, weight, self.bias)
+
+
+class QuantLinear(QuantLayer, nn.Linear):
+    """Quantized ``nn.Linear``."""
+
+    def forward_with_weight(self, x: Tensor, weight: Tensor) -> Tensor:
+        return F.linear(x, weight, self.bias)
+
+
+class QuantAct(nn.Module):
+    """An activation (or identity) followed by an activation quantizer, e.g. ReLU -> A4."""
+
+    def __init__(self, quantizer: FakeQuantize, act: nn.Module | None = None) -> None:
+        super().__init__()
+        self.act = act if act is not None else nn.Identity()
+        self.quantizer = quantizer
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.quantizer(self.act(x))

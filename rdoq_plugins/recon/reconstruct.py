@@ -1,0 +1,143 @@
+"""Block reconstruction with QDrop (Wei et al., ICLR 2022), on top of AdaRound + LSQ.
+
+One straight-line function per unit: set up rounding variables and step sizes -> optimize the
+unit's output error against the FP output, mixing quantized and FP inputs and activations as QDrop
+does -> harden the rounding. ``drop_prob = 1`` gives BRECQ-style joint reconstruction without
+dropping (Li et al., ICLR 2021).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from rdoq_plugins.config.schema import ReconConfig
+from rdoq_plugins.modules.quant_layer import QuantLayer
+from rdoq_plugins.modules.switch import quantizers, set_quant_state
+from rdoq_plugins.quant.adaround import AdaRoundFakeQuantize, RoundMode
+from rdoq_plugins.quant.qdrop import qdrop_mix
+from rdoq_plugins.recon.cache import UnitCache
+from rdoq_plugins.recon.schedule import RoundingSchedule
+from rdoq_plugins.registry import RECONSTRUCTORS
+
+
+@dataclass
+class ReconStats:
+    """What one unit's reconstruction did."""
+
+    iters: int
+    first_loss: float
+    final_loss: float
+    stopped_early: bool
+
+
+def output_error(out: Tensor, target: Tensor) -> Tensor:
+    """Squared error summed over channels (dim 1), averaged over batch and space."""
+    err = (out - target).pow(2)
+    return err.sum(dim=1).mean() if err.dim() > 1 else err.mean()
+
+
+def _adaround_quantizers(unit: nn.Module) -> Iterator[tuple[QuantLayer, AdaRoundFakeQuantize]]:
+    for layer in unit.modules():
+        if isinstance(layer, QuantLayer) and isinstance(layer.weight_quantizer, AdaRoundFakeQuantize):
+            yield layer, layer.weight_quantizer
+
+
+def _window_plateau(losses: list[float], window: int, min_rel: float) -> bool:
+    if len(losses) < 2 * window:
+        return False
+    prev = sum(losses[-2 * window : -window]) / window
+    cur = sum(losses[-window:]) / window
+    return prev <= 0 or (prev - cur) / prev < min_rel
+
+
+@RECONSTRUCTORS.register("QDrop")
+class QDropReconstructor:
+    """Reconstructs one unit at a time with the ``recon`` section of the config.
+
+    Args:
+        cfg: the validated ``recon`` config.
+        seed: seed of the sample / dropping generator (runs are reproducible).
+    """
+
+    def __init__(self, cfg: ReconConfig, seed: int = 1005) -> None:
+        self.cfg = cfg
+        self.seed = seed
+
+    def __call__(self, unit: nn.Module, cache: UnitCache, progress: Any = None) -> ReconStats:
+        """Optimizes ``unit``'s rounding and step sizes in place; ``progress`` wraps the loop."""
+        cfg = self.cfg
+        generator = torch.Generator().manual_seed(self.seed)
+        frozen = [p for p in unit.parameters() if p.requires_grad]
+        for p in frozen:
+            p.requires_grad_(False)
+        rounding = list(_adaround_quantizers(unit))
+        if cfg.round_mode is RoundMode.LEARNED_HARD_SIGMOID:
+            for layer, q in rounding:
+                q.init_rounding(layer.weight)  # type: ignore[arg-type]
+        alphas = [q.alpha for _, q in rounding if q.alpha.numel()]
+        act_qs = list(quantizers(unit, weight=False))
+        steps = [t for q in act_qs for t in (q.scale, q.zero_point) if isinstance(t, nn.Parameter)]
+        for t in [*alphas, *steps]:
+            t.requires_grad_(True)
+        opt_w = torch.optim.Adam(alphas, lr=cfg.lr) if alphas else None
+        opt_a = torch.optim.Adam(steps, lr=cfg.scale_lr) if steps else None
+        sched_a = (
+            torch.optim.lr_scheduler.CosineAnnealingLR(opt_a, T_max=max(cfg.iters, 1), eta_min=0.0)
+            if opt_a else None
+        )
+        schedule = RoundingSchedule(cfg.iters, cfg.warm_up, cfg.b_range, cfg.weight)
+        set_quant_state(unit, weight=True, act=True)
+        for q in act_qs:
+            q.set_keep_prob(cfg.drop_prob)
+            q.train()
+        losses: list[float] = []
+        stopped = False
+        loop = range(cfg.iters)
+        bar = progress(loop) if progress is not None else loop
+        try:
+            for t in bar:
+                idx = torch.randint(len(cache), (cfg.batch_size,), generator=generator)
+                q_in, fp_in, fp_out = cache.get(idx)
+                x = qdrop_mix(fp_in, q_in, cfg.drop_prob) if cfg.drop_prob < 1.0 else q_in
+                rec = output_error(unit(x), fp_out)
+                loss = rec
+                lam = schedule.lam(t)
+                if lam > 0 and rounding:
+                    beta = schedule.beta(t)
+                    loss = rec + lam * sum(q.rounding_loss(beta) for _, q in rounding)
+                for opt in (opt_w, opt_a):
+                    if opt is not None:
+                        opt.zero_grad(set_to_none=True)
+                if loss.requires_grad:
+                    loss.backward()
+                for opt in (opt_w, opt_a):
+                    if opt is not None:
+                        opt.step()
+                if sched_a is not None:
+                    sched_a.step()
+                losses.append(float(rec.detach()))
+                if t % 50 == 0 and hasattr(bar, "set_postfix"):
+                    bar.set_postfix(rec=f"{losses[-1]:.4g}", refresh=False)
+                es = cfg.early_stop
+                if es is not None and t >= schedule.start:
+                    if _window_plateau(losses, es.window, es.min_rel_improvement):
+                        stopped = True
+                        break
+        finally:
+            for q in act_qs:
+                q.set_keep_prob(1.0)
+                q.eval()
+            for t in [*alphas, *steps]:
+                t.requires_grad_(False)
+            for p in frozen:
+                p.requires_grad_(True)
+        if cfg.round_mode is RoundMode.LEARNED_HARD_SIGMOID:
+            for _, q in rounding:
+                q.harden()
+        first = losses[0] if losses else math.nan
+        return ReconStats(len(losses), first, losses[-1] if losses else math.nan, stopped)

@@ -1,0 +1,10 @@
+"""Shared test settings: CPU, deterministic seeds."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)

@@ -1,0 +1,117 @@
+"""Every documented bad-config error names the key, the value and the allowed values."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rdoq_plugins.config import ConfigError, QuantConfig, load_quant_config
+from rdoq_plugins.granularity import PerChannel, PerGroup, PerTensor
+from rdoq_plugins.quant import RoundMode
+
+QDROP_YAML = """
+a_qconfig:
+    quantizer: LSQFakeQuantize
+    observer: AvgMSEFastObserver
+    bit: 4
+    symmetric: False
+    ch_axis: -1
+w_qconfig:
+    quantizer: AdaRoundFakeQuantize
+    observer: MSEObserver
+    bit: 2
+    symmetric: False
+    ch_axis: 0
+calibrate: 256
+recon:
+    batch_size: 2
+    scale_lr: 4.0e-5
+    warm_up: 0.2
+    weight: 0.01
+    iters: 20000
+    b_range: [20, 2]
+    keep_gpu: True
+    round_mode: learned_hard_sigmoid
+    drop_prob: 0.5
+"""
+
+
+def test_reads_qdrops_own_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(QDROP_YAML)
+    cfg = load_quant_config(path)
+    assert cfg.w_qconfig.bit == 2 and cfg.w_qconfig.granularity == PerChannel(0)
+    assert cfg.a_qconfig.granularity == PerTensor()
+    assert cfg.recon is not None and cfg.recon.round_mode is RoundMode.LEARNED_HARD_SIGMOID
+    assert cfg.recon.b_range == (20.0, 2.0) and cfg.calibrate == 256
+
+
+def test_to_dict_round_trips() -> None:
+    cfg = load_quant_config({"w_qconfig": {"group_size": 16}, "overrides": {"re:.*cls": None, "a": {"a_qconfig": None}},
+                             "recon": {"early_stop": {"window": 10}}})
+    assert QuantConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.w_qconfig.granularity == PerGroup(0, 16)
+
+
+def test_override_resolution_order() -> None:
+    cfg = load_quant_config({"overrides": {"re:backbone\\..*": {"w_qconfig": {"bit": 8}},
+                                           "backbone.conv1": None,
+                                           "re:.*fc_cls": {"a_qconfig": None}}})
+    assert cfg.for_layer("backbone.conv1") is None
+    assert cfg.for_layer("backbone.layer1.0.conv1").w_qconfig.bit == 8
+    head = cfg.for_layer("roi_head.bbox_head.fc_cls")
+    assert head.a_qconfig is None and head.w_qconfig == cfg.w_qconfig
+    assert cfg.for_layer("neck.fpn_convs.0").w_qconfig == cfg.w_qconfig
+
+
+BAD = [
+    ({"recon": {"dro_prob": 0.5}}, "recon.dro_prob", "did you mean 'drop_prob'"),
+    ({"wqconfig": {}}, "wqconfig", "did you mean 'w_qconfig'"),
+    ({"w_qconfig": {"bit": 17}}, "w_qconfig.bit", "an integer in [1, 16]"),
+    ({"a_qconfig": {"bit": 0}}, "a_qconfig.bit", "an integer in [1, 16]"),
+    ({"w_qconfig": {"bit": "4"}}, "w_qconfig.bit", "expected an integer"),
+    ({"w_qconfig": {"bit": 4.0}}, "w_qconfig.bit", "expected an integer"),
+    ({"recon": {"drop_prob": 1.5}}, "recon.drop_prob", "a number in [0.0, 1.0]"),
+    ({"recon": {"warm_up": 1.0}}, "recon.warm_up", "a number in [0.0, 1.0)"),
+    ({"recon": {"iters": -1}}, "recon.iters", "an integer >= 0"),
+    ({"recon": {"b_range": [2, 20]}}, "recon.b_range", "start >= end > 0"),
+    ({"recon": {"round_mode": "learned_sigmoid"}}, "recon.round_mode", "learned_hard_sigmoid"),
+    ({"recon": {"keep_gpu": "yes"}}, "recon.keep_gpu", "true, false"),
+    ({"recon": {"early_stop": {"patience": 3}}}, "recon.early_stop.patience", "min_rel_improvement"),
+    ({"w_qconfig": {"quantizer": "LSQFakeQuantise"}}, "w_qconfig.quantizer", "did you mean 'LSQFakeQuantize'"),
+    ({"a_qconfig": {"quantizer": "AdaRoundFakeQuantize"}}, "a_qconfig.quantizer", "quantizes weights only"),
+    ({"a_qconfig": {"observer": "MSE"}}, "a_qconfig.observer", "MSEObserver"),
+    ({"a_qconfig": {"symmetric": 1}}, "a_qconfig.symmetric", "expected a boolean"),
+    ({"a_qconfig": {"group_size": 8}}, "a_qconfig.group_size", "needs a channel axis"),
+    ({"w_qconfig": {"group_size": 0}}, "w_qconfig.group_size", "an integer >= 1"),
+    ({"calibrate": 0}, "calibrate", "an integer >= 1"),
+    ({"overrides": {"re:([": None}}, "overrides.re:([", "invalid regular expression"),
+    ({"overrides": {"conv1": {"w_qconfig": {"bits": 8}}}}, "overrides.conv1.w_qconfig.bits", "did you mean 'bit'"),
+    ({"overrides": {"conv1": {"weights": None}}}, "overrides.conv1.weights", "a_qconfig, w_qconfig"),
+    ({"version": 2}, "version", "an integer in [1, 1]"),
+]
+
+
+@pytest.mark.parametrize(("data", "key", "hint"), BAD, ids=[b[1] for b in BAD])
+def test_bad_config_names_key_value_and_allowed(data: dict, key: str, hint: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_quant_config(data)
+    assert err.value.key == key
+    assert f"quant config: {key}:" in str(err.value)
+    assert hint in str(err.value)
+
+
+def test_missing_or_broken_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_quant_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a_qconfig: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_quant_config(bad)
+
+
+def test_extra_keys_are_kept_only_when_declared() -> None:
+    cfg = load_quant_config({"heads": {"rpn": True}}, extra_keys=["heads"])
+    assert cfg.extra == {"heads": {"rpn": True}}
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_quant_config({"heads": {}})

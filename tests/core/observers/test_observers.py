@@ -1,0 +1,106 @@
+"""Observers on known distributions."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rdoq_plugins.granularity import PerChannel, PerGroup, PerTensor
+from rdoq_plugins.observers import (
+    AvgMinMaxObserver,
+    AvgMSEFastObserver,
+    MinMaxObserver,
+    MSEFastObserver,
+    MSEObserver,
+)
+from rdoq_plugins.quant.uniform import fake_quantize
+
+BITS4 = torch.tensor([4])
+
+
+def test_minmax_envelope_and_average() -> None:
+    a, b = torch.tensor([-1.0, 2.0]), torch.tensor([-3.0, 1.0])
+    env, avg = MinMaxObserver(), AvgMinMaxObserver()
+    for x in (a, b):
+        env(x, BITS4)
+        avg(x, BITS4)
+    assert (env.lo.item(), env.hi.item()) == (-3.0, 2.0)
+    assert (avg.lo.item(), avg.hi.item()) == (-2.0, 1.5)
+
+
+def test_asymmetric_qparams_include_zero_and_map_the_range() -> None:
+    obs = MinMaxObserver()
+    obs(torch.tensor([0.5, 3.5]), BITS4)  # range widened to [0, 3.5]
+    scale, zp = obs.calculate_qparams(BITS4)
+    assert scale.item() == pytest.approx(3.5 / 15)
+    assert zp.item() == 0
+
+
+def test_symmetric_qparams() -> None:
+    obs = MinMaxObserver(symmetric=True)
+    obs(torch.tensor([-2.0, 1.0]), torch.tensor([8]))
+    scale, zp = obs.calculate_qparams(torch.tensor([8]))
+    assert scale.item() == pytest.approx(2.0 / 127.5) and zp.item() == 0
+
+
+def test_per_channel_and_per_group_ranges() -> None:
+    x = torch.stack([torch.full((5,), float(c)) for c in range(1, 7)])  # channel c holds value c
+    x[:, 0] = -1.0
+    ch = MinMaxObserver(PerChannel(0), num_channels=6)
+    ch(x, torch.full((6,), 8))
+    assert ch.hi.tolist() == [1, 2, 3, 4, 5, 6] and ch.lo.tolist() == [-1] * 6
+    grp = MinMaxObserver(PerGroup(0, 4), num_channels=6)
+    grp(x, torch.full((2,), 8))
+    assert grp.hi.tolist() == [4, 6]
+
+
+def _lp(x: torch.Tensor, lo: float, hi: float, bits: int, p: float = 2.4) -> float:
+    from rdoq_plugins.observers.base import range_to_qparams
+
+    s, z = range_to_qparams(torch.tensor([lo]), torch.tensor([hi]), torch.tensor([bits]), False)
+    return float((fake_quantize(x, s, z, torch.tensor([bits]), False, PerTensor()) - x).abs().pow(p).sum())
+
+
+@pytest.mark.parametrize("cls", [MSEObserver, MSEFastObserver])
+def test_mse_clips_the_tail_of_a_heavy_tailed_distribution(cls: type) -> None:
+    # Laplace data with a few huge outliers: the Lp-optimal 3-bit range is far inside min/max.
+    x = torch.distributions.Laplace(0.0, 1.0).sample((50_000,))
+    x[:2] = torch.tensor([30.0, -30.0])
+    obs = cls()
+    obs(x, torch.tensor([3]))
+    assert obs.hi.item() < 0.5 * 30 and obs.lo.item() > -0.5 * 30
+    mse_err = _lp(x, obs.lo.item(), obs.hi.item(), 3)
+    assert mse_err < 0.5 * _lp(x, float(x.min()), float(x.max()), 3)
+
+
+def test_fast_search_is_close_to_the_grid_search() -> None:
+    x = torch.randn(64, 256) * torch.linspace(0.1, 3, 64)[:, None]
+    bits = torch.full((64,), 4)
+    grid, fast = MSEObserver(PerChannel(0), 64), MSEFastObserver(PerChannel(0), 64)
+    grid(x, bits)
+    fast(x, bits)
+    e_grid = sum(_lp(x[c], grid.lo[c].item(), grid.hi[c].item(), 4) for c in range(64))
+    e_fast = sum(_lp(x[c], fast.lo[c].item(), fast.hi[c].item(), 4) for c in range(64))
+    assert e_fast <= 1.02 * e_grid
+
+
+def test_gaussian_at_8_bits_keeps_almost_the_full_range() -> None:
+    x = torch.randn(50_000)
+    obs = MSEObserver()
+    obs(x, torch.tensor([8]))
+    assert obs.hi.item() > 0.6 * x.max().item()
+
+
+def test_averaging_mse_observer_averages_batches() -> None:
+    obs = AvgMSEFastObserver()
+    obs(torch.rand(1000), BITS4)
+    first = obs.hi.item()
+    obs(torch.rand(1000) * 3, BITS4)
+    assert first < obs.hi.item() < 3 * first
+
+
+def test_wrong_channel_count_and_no_data_are_errors() -> None:
+    obs = MinMaxObserver(PerChannel(0), num_channels=4)
+    with pytest.raises(ValueError, match="built for 4 channels"):
+        obs(torch.randn(3, 2), torch.full((4,), 8))
+    with pytest.raises(RuntimeError, match="before any data"):
+        obs.calculate_qparams(torch.full((4,), 8))
