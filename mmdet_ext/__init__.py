@@ -1,5 +1,8 @@
-"""mmdetection 2.x adapter of rdoq-plugins: hooks and adapters registered into mmcv's registries.
+"""mmdetection 2.x adapter of rdoq-plugins: quantization hooks registered in mmcv's ``HOOKS``.
 
-Add ``custom_imports = dict(imports=['mmdet_ext'], allow_failed_imports=False)`` to a config.
-So far it holds the digits COCO benchmark generator (``mmdet_ext.datasets.digits_coco``).
+Add ``custom_imports = dict(imports=['mmdet_ext'], allow_failed_imports=False)`` and a ``quant``
+section to a detector config, then run ``tools/test.py`` or ``tools/dist_test.sh``.
 """
+from mmdet_ext.hooks import QDropReconHook, QuantCalibHook, QuantContext, QuantHook
+
+__all__ = ["QDropReconHook", "QuantCalibHook", "QuantContext", "QuantHook"]

@@ -2,7 +2,7 @@
 
 Imports torch, numpy, scipy and PyYAML only; never mmdet, mmcv or pcdet.
 """
-from rdoq_plugins.calibrate import calibrate, calibrate_weights
+from rdoq_plugins.calibration import calibrate, calibrate_weights
 from rdoq_plugins.config import ConfigError, QuantConfig, load_quant_config
 from rdoq_plugins.granularity import PerChannel, PerGroup, PerTensor
 from rdoq_plugins.modules import (

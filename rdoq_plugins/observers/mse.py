@@ -4,7 +4,8 @@ The candidate ranges shrink the batch's ``[min, max]`` by a ratio ``r`` in ``(0,
 one with the smallest ``sum |Q(x) - x|^p`` per unit, ``p = 2.4`` as in QDrop (Wei et al., ICLR 2022)
 and BRECQ (Li et al., ICLR 2021). ``MSEObserver`` scans a grid of 100 ratios; ``MSEFastObserver``
 runs a bounded golden-section search over ``r`` for all units at once (about 40 evaluations).
-Large activations are subsampled to ``max_elements`` values before the search.
+The range is the full tensor's, but the error of a candidate is measured on at most ``max_elements``
+evenly strided values, which keeps activation calibration fast on large feature maps.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ class _LpSearchObserver(Observer):
         symmetric: bool = False,
         averaging: bool | None = None,
         p: float = 2.4,
-        max_elements: int = 1 << 20,
+        max_elements: int = 1 << 18,
     ) -> None:
         super().__init__(granularity, num_channels, symmetric, averaging)
         self.p = p
@@ -54,9 +55,8 @@ class _LpSearchObserver(Observer):
         return reduce_to_units(err, idx, self.num_units, "sum")
 
     def batch_range(self, xc: Tensor, bits: Tensor) -> tuple[Tensor, Tensor]:
-        xc = self.subsample(xc)
-        lo, hi = self.minmax(xc)
-        ratio = self.search(xc, lo, hi, bits.expand(self.num_units))
+        lo, hi = self.minmax(xc)  # the full range; the error is measured on a subsample
+        ratio = self.search(self.subsample(xc), lo, hi, bits.expand(self.num_units))
         return lo * ratio, hi * ratio
 
     def search(self, xc: Tensor, lo: Tensor, hi: Tensor, bits: Tensor) -> Tensor:
@@ -86,24 +86,29 @@ class MSEObserver(_LpSearchObserver):
 
 @OBSERVERS.register("MSEFastObserver")
 class MSEFastObserver(_LpSearchObserver):
-    """Bounded golden-section search for the shrink ratio in ``[0.01, 1]``; envelope over batches."""
+    """Bounded golden-section search for the shrink ratio in ``[0.01, 1]``; envelope over batches.
 
-    iterations: int = 20
+    Each iteration evaluates one new ratio per unit (the other is reused), so 14 iterations cost
+    16 passes over the data and narrow the interval to 0.1% of its width.
+    """
+
+    iterations: int = 14
 
     def search(self, xc: Tensor, lo: Tensor, hi: Tensor, bits: Tensor) -> Tensor:
         inv_phi = (math.sqrt(5) - 1) / 2
-        a = torch.full_like(lo, 0.01)
-        b = torch.ones_like(lo)
+        a, b = torch.full_like(lo, 0.01), torch.ones_like(lo)
+        c, d = b - inv_phi * (b - a), a + inv_phi * (b - a)
+        fc, fd = self.lp_error(xc, lo, hi, c, bits), self.lp_error(xc, lo, hi, d, bits)
         for _ in range(self.iterations):
-            c = b - inv_phi * (b - a)
-            d = a + inv_phi * (b - a)
-            left = self.lp_error(xc, lo, hi, c, bits) <= self.lp_error(xc, lo, hi, d, bits)
-            b = torch.where(left, d, b)
-            a = torch.where(left, a, c)
-        mid = (a + b) / 2
-        one = torch.ones_like(lo)  # the error need not be unimodal: never do worse than min/max
-        keep_full = self.lp_error(xc, lo, hi, one, bits) < self.lp_error(xc, lo, hi, mid, bits)
-        return torch.where(keep_full, one, mid)
+            left = fc <= fd  # the minimum lies in [a, d]: d <- c, evaluate a new c
+            b, a = torch.where(left, d, b), torch.where(left, a, c)
+            new = torch.where(left, b - inv_phi * (b - a), a + inv_phi * (b - a))
+            f_new = self.lp_error(xc, lo, hi, new, bits)
+            c, d, fc, fd = (torch.where(left, new, d), torch.where(left, c, new),
+                            torch.where(left, f_new, fd), torch.where(left, fc, f_new))
+        best, f_best = torch.where(fc <= fd, c, d), torch.minimum(fc, fd)
+        one = torch.ones_like(lo)  # the error need not be unimodal: never do worse than min / max
+        return torch.where(self.lp_error(xc, lo, hi, one, bits) < f_best, one, best)
 
 
 @OBSERVERS.register("AvgMSEObserver")

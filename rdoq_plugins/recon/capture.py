@@ -1,75 +1,103 @@
-"""Capturing a unit's inputs and outputs with a forward hook, stopping the forward at the unit.
+"""Capturing what a unit sees, with hooks, and stopping the forward pass once the unit is done.
 
-This is the adapter protocol of the core: an adapter only supplies ``run(model, batch)``, which
-runs the model on one batch; the hook records what reaches the unit and then stops the forward
-pass (QDrop's "stop forward" exception), so no work is spent on the layers after it.
+This is the adapter protocol of the core: an adapter only supplies ``run(model, batch)``, which runs
+the model on one batch. Hooks record every call of the unit (a head conv shared across pyramid
+levels is called once per level); after the unit's last call the forward pass is stopped with
+:class:`StopForward` (QDrop's "stop forward" exception), so no work is spent on later layers.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
 
 B = TypeVar("B")
+Call = tuple[Tensor, Tensor | None]
 
 
 class StopForward(Exception):
-    """Raised by the capture hook once the unit has run."""
+    """Raised by a capture hook once the unit has run as often as it runs per forward pass."""
 
 
 def _first_tensor(unit: nn.Module, args: tuple[Any, ...]) -> Tensor:
     if not args or not isinstance(args[0], Tensor):
-        raise TypeError(f"capture_io needs a unit whose first input is a tensor ({type(unit).__name__})")
+        raise TypeError(f"capture needs a unit whose first input is a tensor ({type(unit).__name__})")
     return args[0]
 
 
 @torch.no_grad()
-def capture_io(
+def capture_calls(
     model: nn.Module,
     unit: nn.Module,
-    batches: Iterable[B],
+    batch: B,
     run: Callable[[nn.Module, B], Any],
     with_output: bool = True,
-    device: torch.device | str | None = None,
-) -> tuple[Tensor, Tensor | None]:
-    """The unit's first positional input (and output) for every batch, concatenated on dim 0.
+    num_calls: int | None = None,
+) -> list[Call]:
+    """``(input, output)`` of every call of ``unit`` while ``run(model, batch)`` runs.
 
     Args:
         model: the model that contains ``unit``.
-        unit: the module whose input / output to record.
-        batches: the calibration batches.
-        run: ``run(model, batch)`` runs the model on one batch.
-        with_output: also run the unit and record its output; else stop before the unit runs.
-        device: where to keep the captured tensors (default: where they were produced).
+        unit: the module to watch.
+        batch: one batch.
+        run: runs the model on a batch (the adapter's forward).
+        with_output: record outputs too; else stop before the last call runs, outputs are None.
+        num_calls: calls per forward pass, if known; the forward stops after the last one. If None,
+            the forward runs to its end (learn the count on a first batch, pass it afterwards).
     """
-    inputs: list[Tensor] = []
-    outputs: list[Tensor] = []
+    calls: list[Call] = []
 
-    def keep(t: Tensor, into: list[Tensor]) -> None:
-        into.append(t.detach().to(device or t.device))
+    def done() -> bool:
+        return num_calls is not None and len(calls) >= num_calls
 
     def pre_hook(_: nn.Module, args: tuple[Any, ...]) -> None:
-        keep(_first_tensor(unit, args), inputs)
-        raise StopForward
+        calls.append((_first_tensor(unit, args).detach(), None))
+        if done():
+            raise StopForward
 
     def hook(_: nn.Module, args: tuple[Any, ...], out: Any) -> None:
         if not isinstance(out, Tensor):
-            raise TypeError(f"capture_io needs a unit with a tensor output ({type(unit).__name__})")
-        keep(_first_tensor(unit, args), inputs)
-        keep(out, outputs)
-        raise StopForward
+            raise TypeError(f"capture needs a unit with a tensor output ({type(unit).__name__})")
+        calls.append((_first_tensor(unit, args).detach(), out.detach()))
+        if done():
+            raise StopForward
 
     handle = unit.register_forward_hook(hook) if with_output else unit.register_forward_pre_hook(pre_hook)
     try:
-        for batch in batches:
-            try:
-                run(model, batch)
-            except StopForward:
-                pass
-            else:
-                raise RuntimeError(f"the forward pass never reached {type(unit).__name__}")
+        run(model, batch)
+    except StopForward:
+        pass
     finally:
         handle.remove()
-    return torch.cat(inputs), (torch.cat(outputs) if with_output else None)
+    if not calls:
+        raise RuntimeError(f"the forward pass never reached {type(unit).__name__}")
+    if num_calls is not None and len(calls) != num_calls:
+        raise RuntimeError(f"{type(unit).__name__} ran {len(calls)} times in a forward pass, expected {num_calls}")
+    return calls
+
+
+@torch.no_grad()
+def call_order(model: nn.Module, names: list[str], batch: B, run: Callable[[nn.Module, B], Any]) -> list[str]:
+    """``names`` sorted by when each module first runs in ``run(model, batch)``.
+
+    Registration order is not always forward order (mmdet's ConvFCBBoxHead registers its
+    predictors before its shared FCs). A module the forward pass never reaches is an error.
+    """
+    first: dict[str, int] = {}
+    handles = []
+    for name in names:
+        def note(_: nn.Module, __: tuple[Any, ...], name: str = name) -> None:
+            first.setdefault(name, len(first))
+
+        handles.append(model.get_submodule(name).register_forward_pre_hook(note))
+    try:
+        run(model, batch)
+    finally:
+        for h in handles:
+            h.remove()
+    missing = [n for n in names if n not in first]
+    if missing:
+        raise RuntimeError(f"the forward pass never reaches {len(missing)} units, e.g. {missing[:3]}")
+    return sorted(names, key=first.__getitem__)

@@ -1,31 +1,62 @@
 """Unit-by-unit reconstruction of a whole model, in forward order (QDrop, Wei et al., ICLR 2022).
 
-For each unit: capture its input in the quantized model (earlier units already reconstructed) and
-its input and output in the FP model, then optimize it. Adapters choose the units and how a batch
-runs; storage, resume and distributed averaging live in the adapters.
+For each unit and calibration batch: capture the unit's input in the quantized model (earlier
+units already reconstructed) and its input and output in the FP model, pair them call by call into
+a bounded :class:`ChunkCache`, then optimize the unit. Adapters choose the units and how a batch
+runs; resume and distributed averaging live in the adapters.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
+import torch
 from torch import nn
 
-from rdoq_plugins.recon.cache import TensorCache
-from rdoq_plugins.recon.capture import capture_io
+from rdoq_plugins.recon.cache import ChunkCache
+from rdoq_plugins.recon.capture import capture_calls
 from rdoq_plugins.recon.reconstruct import QDropReconstructor, ReconStats
 
 B = TypeVar("B")
+Progress = Callable[[Iterable[int]], Iterable[int]]
+
+
+def cache_unit(
+    model: nn.Module,
+    fp_model: nn.Module,
+    name: str,
+    batches: Iterable[B],
+    run: Callable[[nn.Module, B], Any],
+    cache: ChunkCache,
+) -> ChunkCache:
+    """Fills ``cache`` with ``(quant_in, fp_in, fp_out)`` of unit ``name`` for every batch and call."""
+    unit_q, unit_fp = model.get_submodule(name), fp_model.get_submodule(name)
+    calls: int | None = None
+    for batch in batches:
+        fp = capture_calls(fp_model, unit_fp, batch, run, with_output=True, num_calls=calls)
+        calls = len(fp)
+        quant = capture_calls(model, unit_q, batch, run, with_output=False, num_calls=calls)
+        for (q_in, _), (f_in, f_out) in zip(quant, fp):
+            assert f_out is not None
+            if q_in.shape != f_in.shape:
+                raise RuntimeError(f"{name}: quantized and FP inputs differ in shape, "
+                                   f"{tuple(q_in.shape)} vs {tuple(f_in.shape)}")
+            cache.add(q_in, f_in, f_out)
+    return cache
 
 
 def reconstruct_units(
     model: nn.Module,
     fp_model: nn.Module,
     unit_names: Sequence[str],
-    batches: Iterable[B],
+    batches: Sequence[B],
     run: Callable[[nn.Module, B], Any],
     reconstructor: QDropReconstructor,
-    progress: Callable[[str], Callable[[Iterable[int]], Iterable[int]]] | None = None,
+    progress: Callable[[str], Progress] | None = None,
+    max_cache_bytes: int = 4 << 30,
+    cache_device: torch.device | str = "cpu",
+    spill_dir: Path | None = None,
 ) -> dict[str, ReconStats]:
     """Reconstructs ``model``'s units in order against ``fp_model`` (same module names).
 
@@ -33,17 +64,17 @@ def reconstruct_units(
         model: the calibrated quantized model (changed in place).
         fp_model: the FP model, with BN folded the same way.
         unit_names: module names of the units, in forward order.
-        batches: calibration batches (iterated twice per unit: re-iterable, e.g. a list).
+        batches: calibration batches (each is run twice per unit).
         run: ``run(model, batch)`` runs a model on one batch.
         reconstructor: the configured reconstructor.
         progress: ``progress(unit_name)`` returns a wrapper for that unit's iteration loop.
+        max_cache_bytes: memory budget of a unit's cache; the rest spills to ``spill_dir``.
+        cache_device: where cached chunks live in memory.
+        spill_dir: where spilled chunks go (system temp folder if None).
     """
-    batches = list(batches)
     stats: dict[str, ReconStats] = {}
     for name in unit_names:
-        quant_in, _ = capture_io(model, model.get_submodule(name), batches, run, with_output=False)
-        fp_in, fp_out = capture_io(fp_model, fp_model.get_submodule(name), batches, run)
-        assert fp_out is not None
-        cache = TensorCache(quant_in, fp_in, fp_out)
-        stats[name] = reconstructor(model.get_submodule(name), cache, progress(name) if progress else None)
+        with ChunkCache(cache_device, max_cache_bytes, spill_dir) as cache:
+            cache_unit(model, fp_model, name, batches, run, cache)
+            stats[name] = reconstructor(model.get_submodule(name), cache, progress(name) if progress else None)
     return stats

@@ -8,7 +8,7 @@ dropping (Li et al., ICLR 2021).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,15 +61,26 @@ class QDropReconstructor:
 
     Args:
         cfg: the validated ``recon`` config.
-        seed: seed of the sample / dropping generator (runs are reproducible).
+        seed: seed of the sampling and dropping random streams; every unit starts from it, so a
+            resumed run reconstructs each remaining unit exactly as an uninterrupted run would.
+        grad_hook: called with the trainable tensors after each backward pass (distributed runs
+            average the gradients there).
     """
 
-    def __init__(self, cfg: ReconConfig, seed: int = 1005) -> None:
+    def __init__(self, cfg: ReconConfig, seed: int = 1005,
+                 grad_hook: Callable[[list[Tensor]], None] | None = None) -> None:
         self.cfg = cfg
         self.seed = seed
+        self.grad_hook = grad_hook
 
     def __call__(self, unit: nn.Module, cache: UnitCache, progress: Any = None) -> ReconStats:
         """Optimizes ``unit``'s rounding and step sizes in place; ``progress`` wraps the loop."""
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.seed)
+            return self._reconstruct(unit, cache, progress)
+
+    def _reconstruct(self, unit: nn.Module, cache: UnitCache, progress: Any) -> ReconStats:
         cfg = self.cfg
         generator = torch.Generator().manual_seed(self.seed)
         frozen = [p for p in unit.parameters() if p.requires_grad]
@@ -101,8 +112,7 @@ class QDropReconstructor:
         bar = progress(loop) if progress is not None else loop
         try:
             for t in bar:
-                idx = torch.randint(len(cache), (cfg.batch_size,), generator=generator)
-                q_in, fp_in, fp_out = cache.get(idx)
+                q_in, fp_in, fp_out = cache.sample(cfg.batch_size, generator)
                 x = qdrop_mix(fp_in, q_in, cfg.drop_prob) if cfg.drop_prob < 1.0 else q_in
                 rec = output_error(unit(x), fp_out)
                 loss = rec
@@ -115,6 +125,8 @@ class QDropReconstructor:
                         opt.zero_grad(set_to_none=True)
                 if loss.requires_grad:
                     loss.backward()
+                if self.grad_hook is not None:
+                    self.grad_hook([*alphas, *steps])
                 for opt in (opt_w, opt_a):
                     if opt is not None:
                         opt.step()

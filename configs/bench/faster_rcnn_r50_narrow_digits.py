@@ -1,0 +1,13 @@
+# Narrow Faster R-CNN with R50 structure (real Bottleneck blocks, base width 16), FPN 64 channels,
+# trained from scratch on the digits benchmark. Model from mmdet's own faster_rcnn_r50_fpn.
+from mmdet_ext.mmdet_configs import mmdet_config
+
+_base_ = [mmdet_config('_base_/models/faster_rcnn_r50_fpn.py'), './_base_/digits_coco.py']
+
+model = dict(
+    backbone=dict(base_channels=16, frozen_stages=-1, norm_eval=False, init_cfg=None),
+    neck=dict(in_channels=[64, 128, 256, 512], out_channels=64),
+    rpn_head=dict(in_channels=64, feat_channels=64),
+    roi_head=dict(
+        bbox_roi_extractor=dict(out_channels=64),
+        bbox_head=dict(in_channels=64, fc_out_channels=256, num_classes=10)))

@@ -1,0 +1,5 @@
+# QDrop W4A4 PTQ of mmdet's retinanet_r101_fpn_2x_coco (COCO box AP: see README).
+#   tools/dist_test.sh configs/mmdet/qdrop/retinanet_r101_fpn_2x_coco_w4a4.py CKPT 8 --eval bbox --work-dir DIR
+from mmdet_ext.mmdet_configs import mmdet_config
+
+_base_ = [mmdet_config('retinanet/retinanet_r101_fpn_2x_coco.py'), '../_base_/qdrop_w4a4.py']

@@ -1,0 +1,63 @@
+"""Calibration batches: N images from the train or test pipeline, split across ranks.
+
+QDrop calibrates on 256 images from the train pipeline (2 per GPU). The images are a fixed random
+subset of the dataset (seed 1005, as QDrop), dealt round-robin to the ranks, and collated once so
+that every unit's reconstruction sees the same batches.
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from mmcv import Config
+from mmcv.parallel import collate
+from mmdet.datasets import build_dataset, replace_ImageToTensor
+
+from rdoq_plugins.config import ConfigError
+from rdoq_plugins.config.errors import check_keys, get_choice, get_int
+
+CALIB_DEFAULTS = {"split": "train", "samples_per_gpu": 2, "seed": 1005}
+
+
+def calib_options(section: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Validates the quant section's ``calib`` key: ``{split, samples_per_gpu, seed}``."""
+    data = dict(section or {})
+    check_keys(data, CALIB_DEFAULTS.keys(), "calib")
+    return {
+        "split": get_choice(data, "split", CALIB_DEFAULTS["split"], "calib", ["train", "test"]),
+        "samples_per_gpu": get_int(data, "samples_per_gpu", CALIB_DEFAULTS["samples_per_gpu"], "calib", 1),
+        "seed": get_int(data, "seed", CALIB_DEFAULTS["seed"], "calib", 0),
+    }
+
+
+def calib_dataset(cfg: Config, split: str) -> Any:
+    """The dataset whose pipeline calibration uses (train: with its augmentation, as QDrop)."""
+    ds_cfg = copy.deepcopy(cfg.data.train if split == "train" else cfg.data.test)
+    while "dataset" in ds_cfg and "pipeline" not in ds_cfg:  # RepeatDataset and friends
+        ds_cfg = ds_cfg.dataset
+    if split == "test":
+        ds_cfg.test_mode = True
+        ds_cfg.pipeline = replace_ImageToTensor(ds_cfg.pipeline)
+    return build_dataset(ds_cfg)
+
+
+def check_calib_size(dataset: Any, num_images: int) -> None:
+    """More calibration images than the dataset has is an error, raised before any work."""
+    if num_images > len(dataset):
+        raise ConfigError("calibrate", f"more calibration images than the dataset has ({len(dataset)})",
+                          num_images, f"an integer in [1, {len(dataset)}]")
+
+
+def calib_batches(dataset: Any, num_images: int, samples_per_gpu: int, seed: int, rank: int,
+                  world: int) -> list[dict[str, Any]]:
+    """This rank's collated calibration batches."""
+    check_calib_size(dataset, num_images)
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:num_images].tolist()
+    mine = order[rank::world]
+    batches = []
+    for start in range(0, len(mine), samples_per_gpu):
+        samples = [dataset[i] for i in mine[start:start + samples_per_gpu]]
+        batches.append(collate(samples, samples_per_gpu=len(samples)))
+    return batches

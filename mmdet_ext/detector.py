@@ -1,0 +1,106 @@
+"""The mmdet 2.x detector adapter: what is quantized, the reconstruction units, and how a batch runs.
+
+Beyond the official QDrop detection code (backbone + FPN only), every weighted layer is quantized
+by default: the ResNet stem and blocks, FPN lateral / output / extra convs, and the heads (RPN head,
+RoI bbox head FCs and predictors, RetinaHead towers and predictors). Every such layer quantizes its
+input, so each tensor an integer kernel reads, the FPN outputs the heads consume included, is on a
+low-bit grid; residual adds stay FP as in QDrop. Each head can be left FP with ``heads``.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from mmcv.parallel import DataContainer, scatter
+from mmdet.core import bbox2roi
+from mmdet.models.backbones.resnet import BasicBlock, Bottleneck
+from torch import Tensor, nn
+
+from rdoq_plugins import ActPosition, QuantConfig, QuantLayer, quantize_model
+from rdoq_plugins.config import ConfigError
+
+BLOCK_TYPES: tuple[type[nn.Module], ...] = (Bottleneck, BasicBlock)
+HEAD_NAMES = ("rpn_head", "roi_head", "bbox_head")
+
+
+def model_heads(model: nn.Module) -> list[str]:
+    """The head modules ``model`` has, among ``rpn_head``, ``roi_head`` and ``bbox_head``."""
+    return [h for h in HEAD_NAMES if getattr(model, h, None) is not None]
+
+
+def check_heads(model: nn.Module, heads: Mapping[str, Any]) -> dict[str, bool]:
+    """Validates the ``heads`` switch against the model: ``{head_name: quantize?}``."""
+    present = model_heads(model)
+    out = {h: True for h in present}
+    for name, on in heads.items():
+        if name not in present:
+            raise ConfigError(f"heads.{name}", "this detector has no such head", name, ", ".join(present))
+        if not isinstance(on, bool):
+            raise ConfigError(f"heads.{name}", "expected a boolean", on, "true, false")
+        out[name] = on
+    return out
+
+
+def quantize_detector(model: nn.Module, qcfg: QuantConfig, heads: Mapping[str, bool]) -> dict[str, QuantLayer]:
+    """Swaps the detector's layers for quantized ones (BN must be folded already)."""
+    off = tuple(f"{h}." for h, on in heads.items() if not on)
+    wrapped = quantize_model(model, qcfg, ActPosition.INPUT, include=lambda name, _: not name.startswith(off))
+    if not wrapped:
+        raise ConfigError("overrides", "no layer of the model is left to quantize", dict(heads))
+    return wrapped
+
+
+def detector_units(model: nn.Module) -> list[str]:
+    """Reconstruction units: ResNet blocks, and every other quantized layer alone, in registration
+    order (sort them by :func:`rdoq_plugins.recon.call_order` for forward order)."""
+    units: list[str] = []
+    inside: tuple[str, ...] = ()
+    for name, module in model.named_modules():
+        if inside and name.startswith(inside):
+            continue
+        if isinstance(module, BLOCK_TYPES) and any(isinstance(m, QuantLayer) for m in module.modules()):
+            units.append(name)
+            inside = (name + ".",)
+        elif isinstance(module, QuantLayer):
+            units.append(name)
+    return units
+
+
+def unpack(batch: Mapping[str, Any], device: torch.device) -> tuple[Tensor, list[dict[str, Any]]]:
+    """``(img, img_metas)`` of a collated batch from mmdet's train or test pipeline."""
+    target = [-1] if device.type == "cpu" else [device.index or 0]
+    data = scatter(dict(batch), target)[0]
+    img, metas = data["img"], data["img_metas"]
+    if isinstance(img, list):  # test pipeline: one entry per augmentation
+        img, metas = img[0], metas[0]
+    if isinstance(metas, DataContainer):
+        metas = metas.data[0]
+    return img, metas
+
+
+class DetectorRun:
+    """``run(model, batch)`` for calibration and reconstruction: features, then the heads' forward.
+
+    Two-stage detectors see the proposals of the FP model (kept per batch), so quantized and FP
+    RoI features describe the same boxes and their errors can be compared sample by sample.
+    """
+
+    def __init__(self, fp_model: nn.Module, device: torch.device, batches: list[Mapping[str, Any]]) -> None:
+        self.device = device
+        self._proposals: dict[int, list[Tensor]] = {}
+        if getattr(fp_model, "roi_head", None) is not None:
+            with torch.no_grad():
+                for batch in batches:  # before any capture hook is set on the FP model
+                    img, metas = unpack(batch, device)
+                    feats = fp_model.extract_feat(img)
+                    self._proposals[id(batch)] = fp_model.rpn_head.simple_test_rpn(feats, metas)
+
+    def __call__(self, model: nn.Module, batch: Mapping[str, Any]) -> Any:
+        img, _ = unpack(batch, self.device)
+        feats = model.extract_feat(img)
+        if getattr(model, "roi_head", None) is not None:
+            model.rpn_head(feats)
+            rois = bbox2roi(self._proposals[id(batch)])
+            return model.roi_head._bbox_forward(feats, rois)
+        return model.bbox_head(feats)

@@ -1,0 +1,75 @@
+"""The ``quant`` section of an mmdet config: the core schema plus mmdet-specific keys.
+
+``--quant-config FILE`` (YAML in the core schema, e.g. QDrop's ``exp/config.yaml``) supplies the
+section or overrides its keys. Extra keys beside the core ones:
+
+- ``heads``: ``{rpn_head: bool, roi_head: bool, bbox_head: bool}``; all present heads default on.
+- ``calib``: ``{split: train|test, samples_per_gpu: int, seed: int}``.
+- ``hooks``: the hooks to run, e.g. ``[dict(type='QuantCalibHook'), dict(type='QDropReconHook')]``;
+  by default calibration, plus reconstruction when ``recon`` is set.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from mmcv.runner import HOOKS
+
+from rdoq_plugins.config import ConfigError, QuantConfig
+
+EXTRA_KEYS = ("heads", "calib", "hooks")
+
+
+def _plain(obj: Any) -> Any:
+    """mmcv ConfigDicts to plain dicts / lists."""
+    if isinstance(obj, Mapping):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def merge_quant_section(section: Mapping[str, Any] | None, quant_config: Path | None) -> dict[str, Any]:
+    """The config's ``quant`` section with the YAML file's top-level keys laid over it."""
+    data = _plain(section or {})
+    if quant_config is not None:
+        if not quant_config.is_file():
+            raise ConfigError("--quant-config", "file not found", str(quant_config))
+        try:
+            loaded = yaml.safe_load(quant_config.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError("--quant-config", f"not valid YAML ({err})", str(quant_config)) from None
+        if not isinstance(loaded, Mapping):
+            raise ConfigError("--quant-config", "expected a mapping at the top level", str(quant_config))
+        data.update(loaded)
+    return data
+
+
+def parse_quant_section(data: Mapping[str, Any]) -> QuantConfig:
+    """Validates the whole section, hooks included, before any work starts."""
+    qcfg = QuantConfig.from_dict(data, extra_keys=EXTRA_KEYS)
+    hooks = hook_configs(qcfg)
+    for i, hook in enumerate(hooks):
+        if not isinstance(hook, Mapping) or "type" not in hook:
+            raise ConfigError(f"hooks[{i}]", "expected dict(type=..., ...)", hook)
+        if HOOKS.get(hook["type"]) is None:
+            quant_hooks = sorted(n for n in HOOKS.module_dict if n.startswith(("Quant", "QDrop", "RDOQ")))
+            raise ConfigError(f"hooks[{i}].type", "not in mmcv's HOOKS registry", hook["type"], ", ".join(quant_hooks))
+    if any(h["type"] == "QDropReconHook" for h in hooks) and qcfg.recon is None:
+        raise ConfigError("recon", "QDropReconHook is listed but recon is null", None, "a recon section")
+    return qcfg
+
+
+def hook_configs(qcfg: QuantConfig) -> list[dict[str, Any]]:
+    """The hooks to build: the section's ``hooks``, or calibration (+ reconstruction)."""
+    if "hooks" in qcfg.extra:
+        hooks = qcfg.extra["hooks"]
+        if not isinstance(hooks, list):
+            raise ConfigError("hooks", "expected a list", hooks)
+        return [dict(h) if isinstance(h, Mapping) else h for h in hooks]
+    default = [{"type": "QuantCalibHook"}]
+    if qcfg.recon is not None:
+        default.append({"type": "QDropReconHook"})
+    return default

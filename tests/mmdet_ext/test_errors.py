@@ -1,0 +1,53 @@
+"""Bad input fails before any long work, with a clear message, and writes nothing."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from rdoq_plugins.config import ConfigError
+from tools.test import main as run_test_tool
+
+
+def _fails(config: Path, ckpt: Path, work: Path, err: type[Exception], match: str, *extra: str) -> None:
+    with pytest.raises(err, match=match):
+        run_test_tool([str(config), str(ckpt), "--work-dir", str(work), *extra])
+    assert not work.exists()
+
+
+def test_missing_checkpoint(make_config: Callable[..., Path], tmp_path: Path) -> None:
+    _fails(make_config(), tmp_path / "nope.pth", tmp_path / "w", FileNotFoundError, "checkpoint not found")
+
+
+def test_checkpoint_keys_that_do_not_match(make_config: Callable[..., Path], random_checkpoint: Callable[[str], Path],
+                                           tmp_path: Path) -> None:
+    ckpt = torch.load(random_checkpoint("faster_rcnn_r50_narrow_digits.py"), weights_only=True)
+    ckpt["state_dict"]["backbone.extra.weight"] = torch.zeros(1)
+    del ckpt["state_dict"]["neck.fpn_convs.0.conv.weight"]
+    bad = tmp_path / "bad.pth"
+    torch.save(ckpt, bad)
+    _fails(make_config(), bad, tmp_path / "w", KeyError, "1 missing keys.*fpn_convs.0.conv.weight.*1 unexpected")
+
+
+@pytest.mark.parametrize(("quant", "match"), [
+    ("quant = dict(w_qconfig=dict(quantizer='AdaRoundFakeQuantise'))", "w_qconfig.quantizer.*AdaRoundFakeQuantize"),
+    ("quant = dict(a_qconfig=dict(bit=33))", r"a_qconfig.bit: out of range; got 33; allowed: an integer in \[1, 16\]"),
+    ("quant = dict(calibrate=100)", r"calibrate: more calibration images than the dataset has \(16\)"),
+    ("quant = dict(calibrate=4, heads=dict(bbox_head=False))", "heads.bbox_head: this detector has no such head.*rpn_head, roi_head"),
+    ("quant = dict(hooks=[dict(type='QDropRecon')])", "hooks\\[0\\].type: not in mmcv's HOOKS registry.*QDropReconHook"),
+    ("quant = dict(calib=dict(split='val'))", "calib.split: unknown value; got .val.; allowed: test, train"),
+])
+def test_bad_quant_section(make_config: Callable[..., Path], random_checkpoint: Callable[[str], Path], tmp_path: Path,
+                           quant: str, match: str) -> None:
+    config = make_config(quant=quant, name=f"bad{abs(hash(quant))}")
+    _fails(config, random_checkpoint("faster_rcnn_r50_narrow_digits.py"), tmp_path / "w", ConfigError, match)
+
+
+def test_bad_quant_config_file(make_config: Callable[..., Path], random_checkpoint: Callable[[str], Path],
+                               tmp_path: Path) -> None:
+    yaml_file = tmp_path / "q.yaml"
+    yaml_file.write_text("recon:\n  drop_prob: 1.5\n")
+    _fails(make_config(), random_checkpoint("faster_rcnn_r50_narrow_digits.py"), tmp_path / "w", ConfigError,
+           r"recon.drop_prob: out of range", "--quant-config", str(yaml_file))

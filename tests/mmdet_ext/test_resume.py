@@ -1,0 +1,66 @@
+"""A run killed during reconstruction resumes after the last finished unit and ends exactly where
+an uninterrupted run ends; the quantized checkpoint evaluates again without re-calibration."""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from rdoq_plugins.recon import QDropReconstructor
+from tools.test import main as run_test_tool
+
+QUANT = "quant = dict(calibrate=4, calib=dict(samples_per_gpu=2), recon=dict(iters=4, batch_size=1))"
+
+
+def _run(config: Path, ckpt: Path, work: Path, *extra: str) -> dict:
+    return run_test_tool([str(config), str(ckpt), "--work-dir", str(work), "--skip-fp", *extra])
+
+
+def test_killed_run_resumes_to_the_same_model(make_config: Callable[..., Path],
+                                              random_checkpoint: Callable[[str], Path],
+                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config, ckpt = make_config(quant=QUANT, name="resume"), random_checkpoint("faster_rcnn_r50_narrow_digits.py")
+    full = _run(config, ckpt, tmp_path / "full")
+
+    calls = {"n": 0}
+    original = QDropReconstructor.__call__
+
+    def dies_on_the_fifth_unit(self: QDropReconstructor, *args: object, **kwargs: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt("killed")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(QDropReconstructor, "__call__", dies_on_the_fifth_unit)
+    with pytest.raises(KeyboardInterrupt):
+        _run(config, ckpt, tmp_path / "resumed")
+    assert sorted(p.name for p in (tmp_path / "resumed").iterdir()) == ["quant_state"]  # no half outputs
+    state = torch.load(tmp_path / "resumed" / "quant_state" / "state.pth", weights_only=True)
+    assert len(state["done_units"]) == 4
+    monkeypatch.setattr(QDropReconstructor, "__call__", original)
+
+    resumed = _run(config, ckpt, tmp_path / "resumed")
+    assert resumed["quant"] == full["quant"]
+    a = torch.load(tmp_path / "full" / "quantized.pth", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "resumed" / "quantized.pth", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_quantized_checkpoint_evaluates_without_recalibration(make_config: Callable[..., Path],
+                                                              random_checkpoint: Callable[[str], Path],
+                                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = make_config(base="retinanet_r50_narrow_digits.py", quant=QUANT, name="retina")
+    first = _run(config, random_checkpoint("retinanet_r50_narrow_digits.py"), tmp_path / "q")
+    report = json.loads((tmp_path / "q" / "report.json").read_text())
+    assert report["quant"] == first["quant"] and report["method"] == "qdrop"
+    assert report["bits"] == {"weight_avg": 4.0, "act_avg": 4.0}
+    assert report["size_bytes"]["quant"] < report["size_bytes"]["fp32"] / 6
+
+    import mmdet_ext.hooks
+
+    monkeypatch.setattr(mmdet_ext.hooks, "calibrate", lambda *a, **k: pytest.fail("re-calibrated"))
+    again = run_test_tool([str(config), str(tmp_path / "q" / "quantized.pth"), "--work-dir", str(tmp_path / "eval")])
+    assert again["quant"] == first["quant"] and again["fp"] == {}

@@ -1,0 +1,44 @@
+"""Calibration and QDrop block reconstruction alone; saves the quantized checkpoint.
+
+    python tools/recon.py CONFIG CHECKPOINT --quant-config FILE --work-dir DIR
+
+Runs the same hooks as ``tools/test.py`` (one implementation), writes ``DIR/quantized.pth`` and
+``DIR/report.json`` (timings, bits, size), and resumes after the last finished unit when rerun.
+Evaluate later with ``tools/test.py CONFIG DIR/quantized.pth --eval bbox``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from mmcv import DictAction
+
+import mmdet_ext  # noqa: F401  (registers the hooks)
+from mmdet_ext.dist import init_distributed
+from mmdet_ext.outputs import finish_run
+from mmdet_ext.pipeline import prepare, quantize
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", type=Path)
+    parser.add_argument("checkpoint", type=Path, help="the FP checkpoint")
+    parser.add_argument("--quant-config", "--q_config", dest="quant_config", type=Path)
+    parser.add_argument("--work-dir", type=Path, required=True)
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction)
+    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
+    parser.add_argument("--local_rank", "--local-rank", dest="local_rank", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.local_rank is None and "LOCAL_RANK" in os.environ:
+        args.local_rank = int(os.environ["LOCAL_RANK"])
+    init_distributed(args.launcher, args.local_rank)
+    prep = prepare(args.config, args.checkpoint, args.work_dir, args.quant_config, args.cfg_options)
+    ctx = quantize(prep)
+    finish_run(prep, ctx.model, ctx, {}, {}, ctx.timings, save_checkpoint=True)
+    if prep.rank == 0:
+        print(f"quantized checkpoint: {prep.work_dir / 'quantized.pth'}")
+
+
+if __name__ == "__main__":
+    main()
