@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.stamps
 PIP_INSTALL := $(PIP) install --disable-pip-version-check -c constraints.txt
 
-.PHONY: install test demo clean
+.PHONY: install test demo demo-core bench data clean
 
 install: $(STAMP)/project
 
@@ -38,8 +38,23 @@ $(STAMP)/project: $(STAMP)/deps pyproject.toml
 test: install
 	$(PY) -m pytest
 
-demo: install
+# The embedded benchmark's data: generated, never downloaded (~40 s).
+data/digits_coco/spec.json: | install
+	$(PY) -m mmdet_ext.datasets.digits_coco data/digits_coco
+
+data: data/digits_coco/spec.json
+
+# QDrop W4A4 of the bundled Faster R-CNN on CPU, FP vs quantized box AP.
+demo: install data
+	$(PY) tools/test.py configs/bench/qdrop/faster_rcnn_r50_narrow_digits_w4a4.py \
+		checkpoints/faster_rcnn_r50_narrow_digits.pth --eval bbox --work-dir work_dirs/demo
+
+# The core alone on a tiny CNN (seconds).
+demo-core: install
 	$(PY) tools/demo_core.py
+
+bench: install data
+	$(PY) tools/bench.py
 
 clean:
 	rm -rf $(VENV)

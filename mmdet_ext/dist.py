@@ -92,6 +92,15 @@ def average_gradients(params: list[Tensor]) -> None:
             p.grad.div_(world)
 
 
+def mean_over_ranks(value: float) -> float:
+    """The mean of ``value`` over ranks, so that every rank takes the same early-stop decision."""
+    if not is_distributed():
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t) / dist.get_world_size()
+
+
 def gather_results(part: list[Any], size: int) -> list[Any]:
     """All ranks' test results in dataset order (the distributed sampler deals them round-robin)."""
     if not is_distributed():

@@ -25,8 +25,8 @@ from torch import nn
 from tqdm import tqdm
 
 from mmdet_ext.detector import DetectorRun, detector_units
-from mmdet_ext.dist import average_gradients, barrier, reduce_observers
-from mmdet_ext.state import atomic_save, atomic_write_text
+from mmdet_ext.dist import average_gradients, barrier, mean_over_ranks, reduce_observers
+from mmdet_ext.state import atomic_save
 from rdoq_plugins import QDropReconstructor, QuantConfig, calibrate
 from rdoq_plugins.modules import quantizers
 from rdoq_plugins.recon import ChunkCache, cache_unit, call_order
@@ -89,7 +89,9 @@ class QuantCalibHook(QuantHook):
             runner.logger.info("calibration: resumed from %s", runner.state_path)
             return
         start = time.time()
-        bar = (lambda it: tqdm(it, desc="calibrate", total=len(runner.batches))) if runner.rank == 0 else None
+        bar = None
+        if runner.rank == 0:
+            bar = lambda it: tqdm(it, desc="calibrate", total=len(runner.batches), mininterval=2.0)  # noqa: E731
         calibrate(runner.model, runner.batches, runner.run, progress=bar)
         reduce_observers(runner.model)
         runner.timings["calibrate"] = time.time() - start
@@ -126,7 +128,7 @@ class QDropReconHook(QuantHook):
         todo = [u for u in units if u not in done]
         if done:
             runner.logger.info("reconstruction: resuming after %d of %d units", len(done), len(units))
-        recon = QDropReconstructor(cfg, grad_hook=average_gradients)
+        recon = QDropReconstructor(cfg, grad_hook=average_gradients, loss_reduce=mean_over_ranks)
         on_device = cfg.keep_gpu and runner.device.type == "cuda"
         for i, name in enumerate(todo, start=len(done) + 1):
             with ChunkCache(runner.device if on_device else "cpu", int(self.cache_gb * 2**30),
@@ -134,12 +136,11 @@ class QDropReconHook(QuantHook):
                 cache_unit(runner.model, runner.fp_model, name, runner.batches, runner.run, cache)
                 bar = None
                 if runner.rank == 0:
-                    bar = lambda it, n=name, i=i: tqdm(it, desc=f"[{i}/{len(units)}] {n}", total=cfg.iters)  # noqa: E731
+                    desc = f"[{i}/{len(units)}] {name}"
+                    bar = lambda it, d=desc: tqdm(it, desc=d, total=cfg.iters, mininterval=2.0)  # noqa: E731
                 stats = recon(runner.model.get_submodule(name), cache, bar)
             runner.recon_stats[name] = {"iters": stats.iters, "first_loss": stats.first_loss,
                                         "final_loss": stats.final_loss, "stopped_early": stats.stopped_early}
             done.append(name)
             runner.save_state("recon", done)
         runner.timings["reconstruct"] = runner.timings.get("reconstruct", 0.0) + time.time() - start
-        if runner.rank == 0:
-            atomic_write_text("\n".join(done) + "\n", runner.work_dir / "quant_state" / "units_done.txt")

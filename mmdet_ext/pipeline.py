@@ -180,7 +180,7 @@ def inference(model: nn.Module, loader: Any, device: torch.device, desc: str) ->
     rank, _ = rank_and_world()
     target = [-1] if device.type == "cpu" else [device.index or 0]
     results: list[Any] = []
-    for data in tqdm(loader, desc=desc, disable=rank != 0):
+    for data in tqdm(loader, desc=desc, disable=rank != 0, mininterval=2.0):
         data = scatter(data, target)[0]
         results.extend(model(return_loss=False, rescale=True, **data))
     return gather_results(results, len(loader.dataset))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +20,22 @@ from torch import nn
 FORMAT = "rdoq-plugins/quantized-detector/v1"
 
 
-def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary sibling, then rename: a crash never leaves half a file."""
+def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Writes a temporary sibling, then renames it: a crash never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
+    write(tmp)
     os.replace(tmp, path)
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """``torch.save``, atomically."""
+    _atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def atomic_write_text(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """``Path.write_text``, atomically."""
+    _atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def config_hash(*parts: Any) -> str:

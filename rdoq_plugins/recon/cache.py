@@ -86,6 +86,8 @@ class ChunkCache:
             self.bytes_in_memory += size
         else:
             if self._spill is None:
+                if self._spill_parent is not None:
+                    self._spill_parent.mkdir(parents=True, exist_ok=True)
                 self._spill = Path(tempfile.mkdtemp(prefix="rdoq-cache-", dir=self._spill_parent))
             path = self._spill / f"{len(self._files):06d}.pt"
             torch.save(tuple(t.cpu() for t in chunk), path)

@@ -65,13 +65,17 @@ class QDropReconstructor:
             resumed run reconstructs each remaining unit exactly as an uninterrupted run would.
         grad_hook: called with the trainable tensors after each backward pass (distributed runs
             average the gradients there).
+        loss_reduce: maps each step's reconstruction loss to the value that is logged and used
+            for early stopping (distributed runs average it, so every rank stops together).
     """
 
     def __init__(self, cfg: ReconConfig, seed: int = 1005,
-                 grad_hook: Callable[[list[Tensor]], None] | None = None) -> None:
+                 grad_hook: Callable[[list[Tensor]], None] | None = None,
+                 loss_reduce: Callable[[float], float] | None = None) -> None:
         self.cfg = cfg
         self.seed = seed
         self.grad_hook = grad_hook
+        self.loss_reduce = loss_reduce
 
     def __call__(self, unit: nn.Module, cache: UnitCache, progress: Any = None) -> ReconStats:
         """Optimizes ``unit``'s rounding and step sizes in place; ``progress`` wraps the loop."""
@@ -132,7 +136,8 @@ class QDropReconstructor:
                         opt.step()
                 if sched_a is not None:
                     sched_a.step()
-                losses.append(float(rec.detach()))
+                value = float(rec.detach())
+                losses.append(self.loss_reduce(value) if self.loss_reduce else value)
                 if t % 50 == 0 and hasattr(bar, "set_postfix"):
                     bar.set_postfix(rec=f"{losses[-1]:.4g}", refresh=False)
                 es = cfg.early_stop
