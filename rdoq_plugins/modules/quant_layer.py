@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -52,9 +53,23 @@ class QuantLayer(nn.Module):
         return new
 
     def quantized_weight(self) -> Tensor:
-        """The weight as the layer uses it: fake-quantized when a weight quantizer is set."""
+        """The weight as the layer uses it: fake-quantized when a weight quantizer is set.
+
+        Without autograd the result is cached until the weight or any quantizer tensor changes
+        (tracked by their version counters), so inference quantizes each weight once.
+        """
         weight: Tensor = self.weight  # type: ignore[assignment]
-        return weight if self.weight_quantizer is None else self.weight_quantizer(weight)
+        q = self.weight_quantizer
+        if q is None:
+            return weight
+        if torch.is_grad_enabled() or bool(q.observer_enabled):
+            return q(weight)
+        key = tuple((id(t), t._version) for t in (weight, *q.parameters(), *q.buffers()))
+        cached = self.__dict__.get("_weight_cache")
+        if cached is None or cached[0] != key:
+            cached = (key, q(weight))
+            self.__dict__["_weight_cache"] = cached
+        return cached[1]
 
     def forward_with_weight(self, x: Tensor, weight: Tensor) -> Tensor:
         """Runs the FP layer's computation with ``weight`` in place of ``self.weight``."""

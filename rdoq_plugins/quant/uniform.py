@@ -93,9 +93,12 @@ def fake_quantize(
     s = per_channel(scale, g, x)
     z = per_channel(round_ste(zero_point), g, x)
     lo, hi = per_channel(q_min.to(x.device), g, x), per_channel(q_max.to(x.device), g, x)
-    integer = round_ste(x / s) if rounded is None else rounded
-    q = torch.clamp(integer + z, lo, hi)
-    x_hat = (q - z) * s
+    if rounded is None and not torch.is_grad_enabled():
+        # Inference: the same arithmetic in place (round_ste(v) == round(v) exactly in float32).
+        x_hat = torch.div(x, s).round_().add_(z).clamp_(lo, hi).sub_(z).mul_(s)
+    else:
+        integer = round_ste(x / s) if rounded is None else rounded
+        x_hat = (torch.clamp(integer + z, lo, hi) - z) * s
     if bool((bits == 0).any()):
         x_hat = x_hat * per_channel((bits > 0).to(x.dtype), g, x)
     return x_hat

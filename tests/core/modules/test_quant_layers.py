@@ -109,3 +109,20 @@ def test_calibration_that_misses_a_layer_is_an_error() -> None:
     quantize_model(model, load_quant_config(MINMAX))
     with pytest.raises(RuntimeError, match="without data"):
         calibrate(model, [torch.randn(1, 3, 8, 8)], lambda m, b: m[0](b))
+
+
+def test_inference_caches_the_quantized_weight_until_something_changes() -> None:
+    model = _net()
+    x = torch.randn(2, 3, 8, 8)
+    quantize_model(model, load_quant_config(MINMAX))
+    calibrate(model, [x], lambda m, b: m(b))
+    conv = model[0]
+    with torch.no_grad():
+        first = conv.quantized_weight()
+        assert conv.quantized_weight() is first
+        conv.weight_quantizer.scale.mul_(2)  # a new step size invalidates the cache
+        second = conv.quantized_weight()
+        assert second is not first and not torch.equal(second, first)
+        conv.weight.add_(1.0)
+        assert not torch.equal(conv.quantized_weight(), second)
+    assert conv.quantized_weight().requires_grad  # with autograd: never cached

@@ -84,3 +84,12 @@ def test_per_unit_bits_rejects_out_of_range() -> None:
         per_unit_bits(17, 3)
     with pytest.raises(ValueError, match="expected 1 or 3"):
         per_unit_bits(torch.tensor([2, 3]), 3)
+
+
+def test_inference_path_is_bitwise_the_training_path() -> None:
+    x = torch.randn(4, 8, 16, 16) * 3
+    args = (torch.rand(8) * 0.2 + 0.01, torch.randint(0, 15, (8,)).float(), torch.full((8,), 4), False, PerChannel(1))
+    with torch.no_grad():
+        fast = fake_quantize(x, *args)
+    slow = fake_quantize(x.requires_grad_(True), *args)
+    assert torch.equal(fast, slow.detach())
