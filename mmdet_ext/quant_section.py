@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from mmcv.runner import HOOKS
 
 from rdoq_plugins.config import ConfigError, QuantConfig
+from rdoq_plugins.config.load import read_yaml_mapping
 
 EXTRA_KEYS = ("heads", "calib", "hooks")
 
@@ -35,15 +35,7 @@ def merge_quant_section(section: Mapping[str, Any] | None, quant_config: Path | 
     """The config's ``quant`` section with the YAML file's top-level keys laid over it."""
     data = _plain(section or {})
     if quant_config is not None:
-        if not quant_config.is_file():
-            raise ConfigError("--quant-config", "file not found", str(quant_config))
-        try:
-            loaded = yaml.safe_load(quant_config.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError("--quant-config", f"not valid YAML ({err})", str(quant_config)) from None
-        if not isinstance(loaded, Mapping):
-            raise ConfigError("--quant-config", "expected a mapping at the top level", str(quant_config))
-        data.update(loaded)
+        data.update(read_yaml_mapping(quant_config, "--quant-config"))
     return data
 
 

@@ -32,15 +32,15 @@ class _LpSearchObserver(Observer):
         symmetric: bool = False,
         averaging: bool | None = None,
         p: float = 2.4,
-        max_elements: int = 1 << 18,
+        max_elements: int = 1 << 16,
     ) -> None:
         super().__init__(granularity, num_channels, symmetric, averaging)
         self.p = p
         self.max_elements = max_elements
 
     def subsample(self, xc: Tensor) -> Tensor:
-        """At most ``max_elements`` values, as evenly strided columns of ``[C, M]``."""
-        cols = max(1, self.max_elements // xc.shape[0])
+        """About ``max_elements`` values (at least 1024 per channel), as strided columns of ``[C, M]``."""
+        cols = max(1024, self.max_elements // xc.shape[0])
         if xc.shape[1] <= cols:
             return xc
         idx = torch.linspace(0, xc.shape[1] - 1, cols, device=xc.device).long()
