@@ -9,6 +9,9 @@ model = dict(
     neck=dict(in_channels=[64, 128, 256, 512], out_channels=64),
     bbox_head=dict(in_channels=64, feat_channels=64, num_classes=10))
 optimizer = dict(lr=0.01)
-# A shorter schedule than Faster R-CNN's: 6 epochs on 2 CPU cores.
+# From scratch, the focal-loss head barely moved in 2 epochs on CPU (loss_cls 1.10 -> 1.05, no
+# detections). The backbone and FPN have the same shapes as the bundled Faster R-CNN's, so they
+# start from its checkpoint (mmdet's load_from loads the matching keys) and 6 epochs train the head.
+load_from = 'checkpoints/faster_rcnn_r50_narrow_digits.pth'
 lr_config = dict(step=[4, 5])
 runner = dict(max_epochs=6)
