@@ -27,7 +27,7 @@ from rdoq_plugins.registry import RECONSTRUCTORS
 
 @dataclass
 class ReconStats:
-    """What one unit's reconstruction did."""
+    """What one unit's reconstruction did; losses are means over the first / last tenth of the run."""
 
     iters: int
     first_loss: float
@@ -156,5 +156,7 @@ class QDropReconstructor:
         if cfg.round_mode is RoundMode.LEARNED_HARD_SIGMOID:
             for _, q in rounding:
                 q.harden()
-        first = losses[0] if losses else math.nan
-        return ReconStats(len(losses), first, losses[-1] if losses else math.nan, stopped)
+        window = max(1, len(losses) // 10)  # single steps are noisy: average a tenth of the run
+        first = sum(losses[:window]) / window if losses else math.nan
+        final = sum(losses[-window:]) / window if losses else math.nan
+        return ReconStats(len(losses), first, final, stopped)
