@@ -118,6 +118,9 @@ def prepare(config: Path, checkpoint: Path, work_dir: Path | None, quant_config:
     quantized = is_quantized(ckpt)
     ds = None
     if quantized:
+        if quant_config is not None or cfg.get("quant"):
+            logger.warning("%s is a quantized checkpoint: its stored quant config is used, not the config's "
+                           "quant section or --quant-config", checkpoint)
         model, qcfg = build_quantized_model(cfg, ckpt, checkpoint)
     else:
         model = build_fp_model(cfg, ckpt, checkpoint)
