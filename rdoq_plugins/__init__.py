@@ -2,6 +2,7 @@
 
 Imports torch, numpy, scipy and PyYAML only; never mmdet, mmcv or pcdet.
 """
+import rdoq_plugins.alloc  # noqa: F401  (fills the allocator registry)
 from rdoq_plugins.calibration import calibrate, calibrate_weights
 from rdoq_plugins.config import ConfigError, QuantConfig, load_quant_config
 from rdoq_plugins.granularity import PerChannel, PerGroup, PerTensor

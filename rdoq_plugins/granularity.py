@@ -2,7 +2,7 @@
 
 Every quantizer keeps one scale, zero point and bit-width per *unit*. A unit is the whole tensor
 (``PerTensor``), one slice along an axis (``PerChannel``) or ``size`` consecutive slices along an
-axis (``PerGroup``, the channel groups of RDOQ, Chen et al., "RDO-Q", ECCV 2022).
+axis (``PerGroup``, the channel groups of RDOQ, Wang et al., "RDO-Q", ECCV 2022).
 """
 from __future__ import annotations
 

@@ -34,6 +34,7 @@ from rdoq_plugins.config.errors import (
     get_int,
     join,
 )
+from rdoq_plugins.config.rdoq import RDOQConfig
 from rdoq_plugins.granularity import Granularity, PerChannel, PerGroup, PerTensor
 from rdoq_plugins.quant.adaround import RoundMode
 from rdoq_plugins.quant.uniform import MAX_BITS
@@ -174,13 +175,14 @@ class QuantConfig:
     calibrate: int = 256
     recon: ReconConfig | None = field(default_factory=ReconConfig)
     overrides: tuple[tuple[str, LayerQConfig | None], ...] = ()
+    rdoq: RDOQConfig | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     version: int = CONFIG_VERSION
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], extra_keys: Collection[str] = ()) -> QuantConfig:
         """Validates ``data``; keys in ``extra_keys`` (adapter-specific) are kept in ``extra``."""
-        core = ["w_qconfig", "a_qconfig", "calibrate", "recon", "overrides", "version"]
+        core = ["w_qconfig", "a_qconfig", "calibrate", "recon", "overrides", "rdoq", "version"]
         check_keys(data, [*core, *extra_keys], "")
         version = get_int(data, "version", CONFIG_VERSION, "", 1, CONFIG_VERSION)
         w = QuantizerConfig.from_dict(data.get("w_qconfig") or {}, "w_qconfig", DEFAULT_W, weight=True)
@@ -196,6 +198,7 @@ class QuantConfig:
             calibrate=get_int(data, "calibrate", cls.calibrate, "", 1),
             recon=None if recon is None else ReconConfig.from_dict(recon, "recon"),
             overrides=overrides,
+            rdoq=None if data.get("rdoq") is None else RDOQConfig.from_dict(data["rdoq"]),
             extra={k: data[k] for k in extra_keys if k in data},
             version=version,
         )
@@ -224,6 +227,7 @@ class QuantConfig:
         if self.recon is not None:
             out["recon"]["round_mode"] = self.recon.round_mode.value
             out["recon"]["b_range"] = list(self.recon.b_range)
+        out["rdoq"] = None if self.rdoq is None else self.rdoq.to_dict()
         out["overrides"] = {
             k: None if v is None else {"w_qconfig": _qdict(v.w_qconfig), "a_qconfig": _qdict(v.a_qconfig)}
             for k, v in self.overrides

@@ -1,0 +1,195 @@
+"""One RDOQ run, framework-agnostic: curves (reusing stored ones), an allocation per target rate,
+the additivity check, and applying one allocation (Wang et al., "RDO-Q", ECCV 2022).
+
+The adapters (``mmdet_ext``, ``pcdet_ext``) supply the model, the calibration batches and the
+distortion target's ``outputs(model, batch)``; everything else is here.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from rdoq_plugins.alloc import RDTable, allocate
+from rdoq_plugins.config import LayerQConfig, QuantConfig
+from rdoq_plugins.config.rdoq import Estimator, RDOQConfig, Target
+from rdoq_plugins.modules.quant_layer import QuantLayer
+from rdoq_plugins.quant.fake_quantize import FakeQuantize
+from rdoq_plugins.rd.apply import CurveTable, apply_choice, curve_table, predicted_distortion
+from rdoq_plugins.rd.candidates import CandidateGrid
+from rdoq_plugins.rd.curve import LayerCurve, TensorKind
+from rdoq_plugins.rd.measured import measured_curves
+from rdoq_plugins.rd.probe import fp_pass
+from rdoq_plugins.rd.second_order import second_order_curves
+from rdoq_plugins.rd.spec import CurveSpec
+from rdoq_plugins.rd.store import CurveStore
+from rdoq_plugins.rd.target import output_distortion
+
+KINDS: dict[Target, tuple[TensorKind, ...]] = {
+    Target.WEIGHT: (TensorKind.WEIGHT,),
+    Target.ACT: (TensorKind.ACT,),
+    Target.JOINT: (TensorKind.WEIGHT, TensorKind.ACT),
+}
+Outputs = Callable[[nn.Module, Any], Sequence[Tensor]]
+
+
+def curve_spec(cfg: RDOQConfig) -> CurveSpec:
+    """The curve settings of an ``rdoq`` config section."""
+    return CurveSpec(kinds=KINDS[cfg.target], weight_group=cfg.weight_group, act_group=cfg.act_group,
+                     weight_grid=CandidateGrid(cfg.weight_bits, cfg.weight_ratios),
+                     act_grid=CandidateGrid(cfg.act_bits, cfg.act_ratios),
+                     projections=cfg.projections, kappa=cfg.kappa, seed=cfg.seed)
+
+
+def rd_layers(layers: Mapping[str, QuantLayer], qcfg: QuantConfig) -> dict[str, QuantLayer]:
+    """The layers the allocation covers: quantized layers without a per-layer override (an
+    override, e.g. an 8-bit first conv, keeps its configured bits), with the quantizer of every
+    allocated kind."""
+    assert qcfg.rdoq is not None
+    default = LayerQConfig(qcfg.w_qconfig, qcfg.a_qconfig)
+    kinds = KINDS[qcfg.rdoq.target]
+    out = {}
+    for name, layer in layers.items():
+        if qcfg.for_layer(name) != default:
+            continue
+        if TensorKind.WEIGHT in kinds and layer.weight_quantizer is None:
+            continue
+        if TensorKind.ACT in kinds and layer.input_quantizer is None:
+            continue
+        out[name] = layer
+    if not out:
+        raise ValueError("rdoq: no quantized layer is left to allocate bits to (all are overridden or FP)")
+    return out
+
+
+def compute_curves(
+    model: nn.Module,
+    layers: Mapping[str, QuantLayer],
+    batches: Sequence[Any],
+    outputs: Outputs,
+    cfg: RDOQConfig,
+    store: CurveStore,
+    images: Callable[[Any], int] = lambda b: 1,
+    progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
+    reduce_mean: Callable[[Tensor], Tensor] | None = None,
+    writer: bool = True,
+) -> tuple[dict[tuple[str, TensorKind], LayerCurve], int]:
+    """Every curve the config needs, computing only those not in ``store`` (``writer``: this
+    process saves them). Returns the curves and how many were computed now."""
+    spec = curve_spec(cfg)
+    missing = store.missing(list(layers), spec.kinds)
+    if missing:
+        todo = {n: layers[n] for n in dict.fromkeys(n for n, _ in missing)}
+        spec = replace(spec, kinds=tuple(dict.fromkeys(k for _, k in missing)))
+        save = store.save if writer else (lambda c: None)
+        if cfg.estimator is Estimator.SECOND_ORDER:
+            for key, curve in second_order_curves(model, todo, batches, outputs, spec, images, progress,
+                                                  reduce_mean).items():
+                if key in missing:
+                    save(curve)
+        else:
+            measured_curves(model, todo, batches, outputs, spec, images, progress, reduce_mean,
+                            on_curve=lambda c: save(c) if (c.layer, c.kind) in missing else None)
+    return {(n, k): store.load(n, k) for k in spec.kinds for n in layers}, len(missing)
+
+
+@dataclass
+class RateAllocation:
+    """The allocation for one target rate."""
+
+    target_rate: float
+    avg_bits: float
+    predicted: float
+    solver: str
+    time_s: float
+    choice: np.ndarray
+    layer_bits: dict[str, float] = field(default_factory=dict)
+    measured: float | None = None
+
+    kind_bits: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready figures (no per-group choices)."""
+        return {"target_rate": self.target_rate, "avg_bits": self.avg_bits, "kind_bits": self.kind_bits, "predicted_distortion": self.predicted,
+                "measured_distortion": self.measured, "solver": self.solver, "solver_time_s": self.time_s,
+                "layer_bits": self.layer_bits}
+
+
+def rate_unit(table: CurveTable, budget: float, resolution: float = 2.0**20) -> float | None:
+    """``None`` (the exact gcd) unless that would make the DP wider than ``resolution`` steps."""
+    rates = table.rate[table.allowed]
+    gcd = int(np.gcd.reduce(rates[rates > 0].astype(np.int64))) if (rates > 0).any() else 1
+    return None if budget / max(gcd, 1) <= resolution else float(math.ceil(budget / resolution))
+
+
+def allocate_rates(table: CurveTable, cfg: RDOQConfig, solver: str | None = None,
+                   rates: Sequence[float] | None = None) -> list[RateAllocation]:
+    """One allocation per target rate (average bits per allocated element)."""
+    rd = RDTable(table.rate, table.distortion, table.allowed)
+    out = []
+    for r in rates if rates is not None else cfg.target_rates:
+        budget = r * table.elements
+        kw = {"rate_unit": rate_unit(table, budget)} if (solver or cfg.solver) == "dp" else {}
+        start = time.perf_counter()
+        alloc = allocate(rd, budget, solver or cfg.solver, **kw)
+        elapsed = time.perf_counter() - start
+        out.append(RateAllocation(float(r), alloc.rate / table.elements, predicted_distortion(table, alloc.choice),
+                                  alloc.solver, elapsed, alloc.choice, kind_bits=kind_averages(table, alloc.choice)))
+    return out
+
+
+@torch.no_grad()
+def measure_allocations(model: nn.Module, layers: Mapping[str, QuantLayer], table: CurveTable,
+                        allocs: Sequence[RateAllocation], batches: Sequence[Any], outputs: Outputs) -> None:
+    """The additivity check: the measured output distortion of each allocation with only the
+    allocated quantizers on (every other layer FP), beside the sum of the predicted per-group
+    distortions."""
+    with fp_pass(model):
+        fp = [[y.detach().clone() for y in outputs(model, b)] for b in batches]
+        allocated = [_quantizer(layers[c.layer], c.kind) for c in table.curves]
+        for a in allocs:
+            apply_choice(layers, table, a.choice)
+            for q in allocated:
+                q.enable_fake_quant(True)
+            a.measured = sum(output_distortion(f, outputs(model, b)) for f, b in zip(fp, batches)) / len(batches)
+            for q in allocated:
+                q.enable_fake_quant(False)
+
+
+def _quantizer(layer: QuantLayer, kind: TensorKind) -> FakeQuantize:
+    q = layer.weight_quantizer if kind is TensorKind.WEIGHT else layer.input_quantizer
+    if q is None:
+        raise ValueError(f"layer has no {kind.value} quantizer")
+    return q
+
+
+def kind_averages(table: CurveTable, choice: np.ndarray) -> dict[str, float]:
+    """Element-weighted average bits of the allocated weights, activations and both (``joint``)."""
+    sums: dict[str, list[float]] = {}
+    for c, start, end in zip(table.curves, table.offsets[:-1], table.offsets[1:]):
+        bits = np.asarray(c.grid.bits, dtype=np.float64)[choice[start:end]]
+        elems = c.elements.double().round().clamp(min=1.0).numpy()
+        for key in (c.kind.value, "joint"):
+            acc = sums.setdefault(key, [0.0, 0.0])
+            acc[0] += float((bits * elems).sum())
+            acc[1] += float(elems.sum())
+    return {k: v[0] / v[1] for k, v in sums.items()}
+
+
+def additivity(allocs: Sequence[RateAllocation]) -> dict[str, Any]:
+    """Predicted vs measured distortion over the target rates, and their Pearson correlation."""
+    pairs = [(a.target_rate, a.predicted, a.measured) for a in allocs if a.measured is not None]
+    corr = None
+    if len(pairs) >= 2:
+        p = np.array([x[1] for x in pairs])
+        m = np.array([x[2] for x in pairs])
+        if p.std() > 0 and m.std() > 0:
+            corr = float(np.corrcoef(p, m)[0, 1])
+    return {"rates": [x[0] for x in pairs], "predicted": [x[1] for x in pairs], "measured": [x[2] for x in pairs],
+            "pearson": corr}
