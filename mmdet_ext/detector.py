@@ -96,6 +96,23 @@ class DetectorRun:
                     feats = fp_model.extract_feat(img)
                     self._proposals[id(batch)] = fp_model.rpn_head.simple_test_rpn(feats, metas)
 
+    def images(self, batch: Mapping[str, Any]) -> int:
+        """The number of images in ``batch``."""
+        return len(unpack(batch, torch.device("cpu"))[1])
+
+    def targets(self, model: nn.Module, batch: Mapping[str, Any]) -> list[Tensor]:
+        """RDOQ's distortion target: every FPN level and every head output (RPN and RoI head
+        scores and deltas with the FP proposals, or RetinaHead's), so every quantized layer is seen."""
+        img, _ = unpack(batch, self.device)
+        feats = model.extract_feat(img)
+        outs: list[Tensor] = list(feats)
+        if getattr(model, "roi_head", None) is not None:
+            cls, reg = model.rpn_head(feats)
+            result = model.roi_head._bbox_forward(feats, bbox2roi(self._proposals[id(batch)]))
+            return [*outs, *cls, *reg, result["cls_score"], result["bbox_pred"]]
+        cls, reg = model.bbox_head(feats)
+        return [*outs, *cls, *reg]
+
     def __call__(self, model: nn.Module, batch: Mapping[str, Any]) -> Any:
         img, _ = unpack(batch, self.device)
         feats = model.extract_feat(img)

@@ -101,6 +101,15 @@ def mean_over_ranks(value: float) -> float:
     return float(t) / dist.get_world_size()
 
 
+def tensor_mean_over_ranks(t: Tensor) -> Tensor:
+    """The element-wise mean of ``t`` over ranks (a new tensor; ``t`` itself when not distributed)."""
+    if not is_distributed():
+        return t
+    out = t.detach().clone()
+    dist.all_reduce(out)
+    return out / dist.get_world_size()
+
+
 def gather_results(part: list[Any], size: int) -> list[Any]:
     """All ranks' test results in dataset order (the distributed sampler deals them round-robin)."""
     if not is_distributed():

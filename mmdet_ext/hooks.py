@@ -52,6 +52,8 @@ class QuantContext:
     timings: dict[str, float] = field(default_factory=dict)
     recon_stats: dict[str, dict[str, float]] = field(default_factory=dict)
     resumed: dict[str, Any] = field(default_factory=dict)
+    data_hash: str = ""
+    rdoq: dict[str, Any] = field(default_factory=dict)
 
     @property
     def state_path(self) -> Path:

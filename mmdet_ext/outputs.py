@@ -16,9 +16,12 @@ METRICS = ("bbox_mAP", "bbox_mAP_50", "bbox_mAP_75")
 
 
 def method_name(prep: Prepared) -> str:
-    """``qdrop`` when the run reconstructs, else ``ptq`` (calibration only)."""
+    """``rdoq``, ``rdoq+qdrop``, ``qdrop`` or ``ptq`` (calibration only), from the hooks that run."""
     hooks = {h["type"] for h in hook_configs(prep.qcfg)}
-    return "qdrop" if "QDropReconHook" in hooks else "ptq"
+    recon = "QDropReconHook" in hooks
+    if "BitAllocHook" in hooks:
+        return "rdoq+qdrop" if recon else "rdoq"
+    return "qdrop" if recon else "ptq"
 
 
 def finish_run(prep: Prepared, model: nn.Module, ctx: QuantContext | None, fp: dict[str, float],
@@ -39,6 +42,8 @@ def finish_run(prep: Prepared, model: nn.Module, ctx: QuantContext | None, fp: d
     }
     if ctx is not None:
         report["recon_units"] = ctx.recon_stats
+        if "alloc" in ctx.rdoq:
+            report["rdoq"] = ctx.rdoq["alloc"]
     if prep.rank == 0:
         if save_checkpoint:
             meta = {"CLASSES": list(prep.classes), "quant": {**prep.qcfg.to_dict(), "heads": prep.heads}}

@@ -56,6 +56,7 @@ class Prepared:
     world: int
     run_hash: str
     classes: list[str] = field(default_factory=list)
+    data_hash: str = ""
 
 
 def load_config(path: Path, cfg_options: dict[str, Any] | None) -> Config:
@@ -132,12 +133,17 @@ def prepare(config: Path, checkpoint: Path, work_dir: Path | None, quant_config:
     model.CLASSES = classes
     work = work_dir if work_dir is not None else Path("work_dirs") / config.stem
     run_hash = config_hash(qcfg.to_dict(), calib, heads, cfg.model, checkpoint_identity(checkpoint), world)
+    # What RD curves depend on besides their own settings: the model, the layers and the data.
+    data_hash = config_hash(qcfg.calibrate, calib, heads, cfg.model, checkpoint_identity(checkpoint), world,
+                            qcfg.to_dict()["overrides"], qcfg.w_qconfig.ch_axis, qcfg.a_qconfig.ch_axis)
     return Prepared(cfg, qcfg, heads, calib, checkpoint, work, test_dataset, test_loader, ds, model.to(device),
-                    quantized, device, rank, world, run_hash, classes)
+                    quantized, device, rank, world, run_hash, classes, data_hash)
 
 
-def quantize(prep: Prepared) -> QuantContext:
-    """Quantizes a copy of the FP model and runs the quant hooks (calibration, reconstruction)."""
+def quantize(prep: Prepared, hooks: list[dict[str, Any]] | None = None) -> QuantContext:
+    """Quantizes a copy of the FP model and runs the quant hooks (calibration, RD curves, bit
+    allocation, reconstruction): the config's, resuming from the work dir's state, or ``hooks``
+    (the single-step RDOQ tools, which work on the FP model and never resume a model state)."""
     if prep.quantized_checkpoint:
         raise ValueError(f"{prep.checkpoint} is already quantized; evaluate it without hooks")
     fp_model = prep.model
@@ -151,12 +157,13 @@ def quantize(prep: Prepared) -> QuantContext:
                             prep.calib["seed"], prep.rank, prep.world)
     ctx = QuantContext(model=model, fp_model=fp_model, qcfg=prep.qcfg, work_dir=prep.work_dir, batches=batches,
                        run=DetectorRun(fp_model, prep.device, batches), device=prep.device, run_hash=prep.run_hash,
-                       rank=prep.rank, world=prep.world, logger=logger)
-    resume(ctx)
-    hooks = [build_from_cfg(h, HOOKS) for h in hook_configs(prep.qcfg)]
-    hooks.sort(key=lambda h: get_priority(h.priority))  # mmcv: lower value runs first
+                       rank=prep.rank, world=prep.world, logger=logger, data_hash=prep.data_hash)
+    if hooks is None:
+        resume(ctx)
+    built = [build_from_cfg(h, HOOKS) for h in (hooks if hooks is not None else hook_configs(prep.qcfg))]
+    built.sort(key=lambda h: get_priority(h.priority))  # mmcv: lower value runs first
     with torch.enable_grad():
-        for hook in hooks:
+        for hook in built:
             hook.before_test(ctx)
     return ctx
 

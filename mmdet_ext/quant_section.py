@@ -6,7 +6,8 @@ section or overrides its keys. Extra keys beside the core ones:
 - ``heads``: ``{rpn_head: bool, roi_head: bool, bbox_head: bool}``; all present heads default on.
 - ``calib``: ``{split: train|test, samples_per_gpu: int, seed: int}``.
 - ``hooks``: the hooks to run, e.g. ``[dict(type='QuantCalibHook'), dict(type='QDropReconHook')]``;
-  by default calibration, plus reconstruction when ``recon`` is set.
+  by default calibration, then RD curves and bit allocation when ``rdoq`` is set, then
+  reconstruction when ``recon`` is set.
 """
 from __future__ import annotations
 
@@ -49,8 +50,14 @@ def parse_quant_section(data: Mapping[str, Any]) -> QuantConfig:
         if HOOKS.get(hook["type"]) is None:
             quant_hooks = sorted(n for n in HOOKS.module_dict if n.startswith(("Quant", "QDrop", "RDOQ")))
             raise ConfigError(f"hooks[{i}].type", "not in mmcv's HOOKS registry", hook["type"], ", ".join(quant_hooks))
-    if any(h["type"] == "QDropReconHook" for h in hooks) and qcfg.recon is None:
+    types = {h["type"] for h in hooks}
+    if "QDropReconHook" in types and qcfg.recon is None:
         raise ConfigError("recon", "QDropReconHook is listed but recon is null", None, "a recon section")
+    for hook in ("RDCurvesHook", "BitAllocHook"):
+        if hook in types and qcfg.rdoq is None:
+            raise ConfigError("rdoq", f"{hook} is listed but there is no rdoq section", None, "an rdoq section")
+    if "BitAllocHook" in types and "RDCurvesHook" not in types:
+        raise ConfigError("hooks", "BitAllocHook needs RDCurvesHook in the same list", sorted(types))
     return qcfg
 
 
@@ -62,6 +69,8 @@ def hook_configs(qcfg: QuantConfig) -> list[dict[str, Any]]:
             raise ConfigError("hooks", "expected a list", hooks)
         return [dict(h) if isinstance(h, Mapping) else h for h in hooks]
     default = [{"type": "QuantCalibHook"}]
+    if qcfg.rdoq is not None:
+        default += [{"type": "RDCurvesHook"}, {"type": "BitAllocHook"}]
     if qcfg.recon is not None:
         default.append({"type": "QDropReconHook"})
     return default

@@ -1,0 +1,87 @@
+"""RDOQ inside mmdet's test loop: curves, allocation, optional QDrop, evaluation, in one command;
+curves are reused by a rerun, and the mixed-precision checkpoint evaluates again as saved."""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from rdoq_plugins.config import ConfigError
+from tools.dp_alloc import main as dp_alloc
+from tools.gen_rd_curves import main as gen_rd_curves
+from tools.test import main as run_test_tool
+
+RDOQ = ("rdoq=dict(target_rates=[3, 4], apply_rate={rate}, weight_bits=list(range(9)), weight_ratios=[1.0, 0.8],"
+        " weight_group=16, projections=1, min_bits=1)")
+
+
+def _quant(rate: int = 3, recon: str = "None", hooks: str = "") -> str:
+    return (f"quant = dict(calibrate=4, calib=dict(samples_per_gpu=2), recon={recon}, {RDOQ.format(rate=rate)}, "
+            "overrides={'backbone.conv1': dict(w_qconfig=dict(bit=8), a_qconfig=None)}"
+            f"{', hooks=' + hooks if hooks else ''})")
+
+
+def _run(config: Path, ckpt: Path, work: Path) -> dict:
+    return run_test_tool([str(config), str(ckpt), "--work-dir", str(work), "--skip-fp"])
+
+
+def test_tools_then_test_loop(make_config: Callable[..., Path], random_checkpoint: Callable[[str], Path],
+                              tmp_path: Path) -> None:
+    ckpt = random_checkpoint("faster_rcnn_r50_narrow_digits.py")
+    config, work = make_config(quant=_quant(3), name="rdoq3"), tmp_path / "w"
+    info = gen_rd_curves([str(config), str(ckpt), "--work-dir", str(work)])
+    assert info["computed"] == info["layers"] > 0 and info["reused"] == 0
+
+    summary = dp_alloc([str(config), str(ckpt), "--work-dir", str(work), "--solver", "dp",
+                        "--target_rates", "2", "3", "4"])
+    rates = summary["rates"]
+    assert [r["target_rate"] for r in rates] == [2.0, 3.0, 4.0]
+    assert all(r["avg_bits"] <= r["target_rate"] + 1e-9 for r in rates)
+    assert rates[0]["predicted_distortion"] > rates[1]["predicted_distortion"] > rates[2]["predicted_distortion"]
+    assert rates[0]["measured_distortion"] > rates[2]["measured_distortion"] > 0
+    assert summary["additivity"]["pearson"] is not None
+    out = work / "rd_alloc"
+    assert {"rate_2.json", "rate_3.json", "rate_4.json", "summary.json", "rd_curves.png",
+            "bits_heatmap.png"} <= {p.name for p in out.iterdir()}
+
+    # One command: curves (all reused from the tools' run), allocation, evaluation.
+    report = _run(config, ckpt, work)
+    assert report["method"] == "rdoq"
+    alloc = report["rdoq"]
+    assert alloc["curves"]["computed"] == 0 and alloc["curves"]["reused"] == info["layers"]
+    chosen = next(r for r in alloc["rates"] if r["target_rate"] == 3.0)
+    assert chosen["avg_bits"] <= 3.0 and chosen["kind_bits"]["weight"] == pytest.approx(chosen["avg_bits"])
+    # The allocated layers' bits differ; the 8-bit first conv keeps its override.
+    assert "backbone.conv1:weight" not in alloc["layer_bits"]
+    assert len(set(alloc["layer_bits"].values())) > 1
+    assert report["time_s"]["curves"] > 0 and report["time_s"]["allocate"] > 0
+
+    # The mixed-precision checkpoint loads into a fresh model and gives the same result.
+    reloaded = run_test_tool([str(make_config(name="plain_eval")), str(work / "quantized.pth"),
+                              "--work-dir", str(tmp_path / "eval")])
+    assert reloaded["quant"] == report["quant"] and reloaded["bits"] == report["bits"]
+
+
+def test_rdoq_with_qdrop_keeps_group_bits(make_config: Callable[..., Path],
+                                          random_checkpoint: Callable[[str], Path], tmp_path: Path) -> None:
+    ckpt = random_checkpoint("faster_rcnn_r50_narrow_digits.py")
+    config = make_config(quant=_quant(3, "dict(iters=2, batch_size=1)"), name="rdoq_qdrop")
+    report = _run(config, ckpt, tmp_path / "w")
+    assert report["method"] == "rdoq+qdrop"
+    state = torch.load(tmp_path / "w" / "quantized.pth", weights_only=True)["state_dict"]
+    grouped = [k for k, v in state.items() if k.endswith("weight_quantizer.bits") and v.numel() > 1
+               and len(set(v.tolist())) > 1]
+    assert grouped, "no layer kept mixed per-group bits after reconstruction"
+    assert any(k.endswith("weight_quantizer.alpha") and v.numel() > 0 for k, v in state.items())
+
+
+def test_bit_alloc_without_curves_is_a_config_error(make_config: Callable[..., Path],
+                                                    random_checkpoint: Callable[[str], Path], tmp_path: Path) -> None:
+    config = make_config(quant=_quant(3, hooks="[dict(type='QuantCalibHook'), dict(type='BitAllocHook')]"),
+                         name="no_curves")
+    with pytest.raises(ConfigError, match="RDCurvesHook"):
+        _run(config, random_checkpoint("faster_rcnn_r50_narrow_digits.py"), tmp_path / "w")
+    assert not (tmp_path / "w").exists()

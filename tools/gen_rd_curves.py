@@ -1,0 +1,56 @@
+"""RD curves per channel group of every quantized layer of an mmdet detector (RDOQ's first step).
+
+    python tools/gen_rd_curves.py CONFIG CHECKPOINT --work-dir DIR [--quant-config FILE]
+        [--estimator second_order|measured] [--nchannelbatch 8] [--testsize 32] [--maxrates 11]
+
+Curves go to ``DIR/rd_curves/<hash>/``, one file per layer; a rerun computes only the missing ones.
+``tools/dp_alloc.py`` allocates bits from them, and ``tools/test.py`` with the same work dir reuses
+them. Same implementation as the ``RDCurvesHook`` in the test loop.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from mmcv import DictAction
+
+import mmdet_ext  # noqa: F401  (registers the hooks)
+from mmdet_ext.dist import init_distributed
+from mmdet_ext.pipeline import prepare, quantize
+from mmdet_ext.rdoq_cli import add_rdoq_args, apply_rdoq_flags
+from mmdet_ext.state import atomic_write_text
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", type=Path)
+    parser.add_argument("checkpoint", type=Path, help="the FP checkpoint")
+    parser.add_argument("--work-dir", type=Path, required=True)
+    parser.add_argument("--quant-config", "--q_config", dest="quant_config", type=Path)
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction)
+    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
+    parser.add_argument("--local_rank", "--local-rank", dest="local_rank", type=int, default=None)
+    add_rdoq_args(parser)
+    args = parser.parse_args(argv)
+    if args.local_rank is None and "LOCAL_RANK" in os.environ:
+        args.local_rank = int(os.environ["LOCAL_RANK"])
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, object]:
+    args = parse_args(argv)
+    init_distributed(args.launcher, args.local_rank)
+    prep = prepare(args.config, args.checkpoint, args.work_dir, args.quant_config, args.cfg_options)
+    apply_rdoq_flags(prep, args)
+    ctx = quantize(prep, hooks=[{"type": "RDCurvesHook"}])
+    info = {**ctx.rdoq["curve_info"], "time_s": round(ctx.timings["curves"], 2)}
+    if prep.rank == 0:
+        atomic_write_text(json.dumps(info, indent=2) + "\n", Path(info["dir"]) / "info.json")
+        print(json.dumps(info, indent=2))
+    return info
+
+
+if __name__ == "__main__":
+    main()
