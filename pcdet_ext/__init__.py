@@ -1,4 +1,29 @@
 """OpenPCDet adapter of rdoq-plugins: quantized spconv layers and the VoxelNeXt adapter.
 
+Importing ``pcdet_ext`` imports torch, spconv and the core only, and registers the quantized
+spconv layers (:mod:`pcdet_ext.layers`) with the core's ``quantize_model`` / ``fuse_conv_bn``.
+On a machine without CUDA, call :func:`apply_cpu_patches` before running spconv layers.
+
 OpenPCDet is not installable from the package registries, so ``pcdet`` is imported lazily.
 """
+from pcdet_ext.cpu_patches import apply_cpu_patches
+from pcdet_ext.layers import (
+    QUANT_SPARSE_LAYERS,
+    QuantSparseConv2d,
+    QuantSparseConv3d,
+    QuantSparseConvolution,
+    QuantSparseInverseConv3d,
+    QuantSubMConv2d,
+    QuantSubMConv3d,
+)
+
+__all__ = [
+    "QUANT_SPARSE_LAYERS",
+    "QuantSparseConv2d",
+    "QuantSparseConv3d",
+    "QuantSparseConvolution",
+    "QuantSparseInverseConv3d",
+    "QuantSubMConv2d",
+    "QuantSubMConv3d",
+    "apply_cpu_patches",
+]

@@ -11,13 +11,18 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from rdoq_plugins.modules.layer_map import foldable_types
+from rdoq_plugins.modules.layer_map import foldable_types, quant_layer_for
+from rdoq_plugins.modules.quant_layer import QuantLayer
 
 
 @torch.no_grad()
 def fold_bn(layer: nn.Module, bn: _BatchNorm) -> None:
     """Folds ``bn`` (eval-mode statistics) into ``layer``'s weight and bias in place."""
+    # The weight with output channels on axis 0 (a view for layer types that store it otherwise).
+    wrapper = type(layer) if isinstance(layer, QuantLayer) else quant_layer_for(layer)
     weight: torch.Tensor = layer.weight  # type: ignore[assignment]
+    if wrapper is not None:
+        weight = wrapper.output_channel_weight(layer)
     if bn.running_mean is None or bn.running_var is None:
         raise ValueError(f"{type(bn).__name__} without running statistics cannot be folded")
     if weight.shape[0] != bn.num_features:
@@ -34,7 +39,7 @@ def fold_bn(layer: nn.Module, bn: _BatchNorm) -> None:
     weight.mul_(factor.reshape(shape).to(weight.dtype))
     new_bias = ((bias - bn.running_mean) * factor + beta).to(weight.dtype)
     if getattr(layer, "bias", None) is None:
-        layer.bias = nn.Parameter(new_bias, requires_grad=weight.requires_grad)
+        layer.bias = nn.Parameter(new_bias, requires_grad=layer.weight.requires_grad)  # type: ignore[union-attr]
     else:
         layer.bias.copy_(new_bias)  # type: ignore[union-attr]
 

@@ -52,6 +52,16 @@ class QuantLayer(nn.Module):
         new.output_quantizer = output_quantizer
         return new
 
+    @classmethod
+    def output_channel_weight(cls, layer: nn.Module) -> Tensor:
+        """``layer.weight`` as a view (same storage) whose axis 0 runs over the output channels.
+
+        BN folding scales this view in place. The default is the weight itself; a layer type whose
+        weight does not hold its output channels on axis 0 for every instance overrides it
+        (``pcdet_ext``: spconv's 1x1 convolutions read their weight as an ``[in, out]`` matrix).
+        """
+        return layer.weight  # type: ignore[return-value]
+
     def quantized_weight(self) -> Tensor:
         """The weight as the layer uses it: fake-quantized when a weight quantizer is set.
 
