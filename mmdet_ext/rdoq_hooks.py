@@ -29,7 +29,15 @@ from mmdet_ext.hooks import QuantContext, QuantHook
 from mmdet_ext.state import atomic_write_text
 from rdoq_plugins import QuantLayer
 from rdoq_plugins.config import RDOQConfig
-from rdoq_plugins.rd import CurveStore, CurveTable, LayerCurve, TensorKind, apply_choice, curve_table, spec_hash
+from rdoq_plugins.rd import (
+    CurveStore,
+    CurveTable,
+    LayerCurve,
+    TensorKind,
+    apply_choice,
+    curve_table,
+    spec_hash,
+)
 from rdoq_plugins.rd.plots import plot_bit_heatmap, plot_curves
 from rdoq_plugins.rd.run import (
     KINDS,
@@ -95,11 +103,18 @@ class RDCurvesHook(QuantHook):
             runner.model, layers, batches, runner.run.targets, cfg, store, runner.run.images, bar,
             reduce_mean=tensor_mean_over_ranks if runner.world > 1 else None, writer=runner.rank == 0)
         barrier()
+        elapsed = time.time() - start
+        info_path = store.dir / "info.json"
+        spent = json.loads(info_path.read_text())["compute_time_s"] if info_path.is_file() else 0.0
+        if computed and runner.rank == 0:  # what computing these curves cost, over all runs that did
+            spent += elapsed
+            atomic_write_text(json.dumps({"compute_time_s": spent}) + "\n", info_path)
         runner.rdoq["curves"] = curves
         runner.rdoq["curve_info"] = {"dir": str(store.dir), "computed": computed, "reused": len(curves) - computed,
                                      "layers": len(layers), "groups": sum(c.num_groups for c in curves.values()),
-                                     "images": sum(runner.run.images(b) for b in batches) * runner.world}
-        runner.timings["curves"] = runner.timings.get("curves", 0.0) + time.time() - start
+                                     "images": sum(runner.run.images(b) for b in batches) * runner.world,
+                                     "compute_time_s": round(spent, 2)}
+        runner.timings["curves"] = runner.timings.get("curves", 0.0) + elapsed
         runner.logger.info("RD curves: %d computed, %d reused (%s)", computed, len(curves) - computed, store.dir)
 
 

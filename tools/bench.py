@@ -1,11 +1,14 @@
-"""The embedded benchmark: FP, min-max PTQ and QDrop on the bundled detectors, one table.
+"""The embedded benchmark: FP, min-max PTQ, QDrop and RDOQ (with and without QDrop) on the bundled
+detectors, one table.
 
 Each run is a separate ``tools/test.py`` process (so its peak memory is its own) with its own work
-dir under ``work_dirs/bench``; finished runs are reused, so an interrupted bench resumes. Writes
+dir under ``work_dirs/bench``; finished runs are reused, so an interrupted bench resumes. RDOQ rows
+of one model share their RD curves (computed once, by the first row that needs them). Writes
 ``bench/results.json``: a list of rows with ``model, method, w_bits, a_bits, bbox_mAP,
-bbox_mAP_50, time_s, peak_rss_mb``.
+bbox_mAP_50, time_s, peak_rss_mb`` (+ ``curve_time_s, alloc_time_s, avg_w_bits`` for RDOQ rows).
 
-    python tools/bench.py [--models faster_rcnn retinanet] [--bits 4 2] [--iters 500]
+    python tools/bench.py [--models faster_rcnn retinanet] [--methods minmax qdrop rdoq ...]
+                          [--bits 4 3 2] [--iters 500] [--calibrate 64]
 """
 from __future__ import annotations
 
@@ -23,8 +26,13 @@ MODELS = {
     "faster_rcnn": ("configs/bench/faster_rcnn_r50_narrow_digits.py", "checkpoints/faster_rcnn_r50_narrow_digits.pth"),
     "retinanet": ("configs/bench/retinanet_r50_narrow_digits.py", "checkpoints/retinanet_r50_narrow_digits.pth"),
 }
-MINMAX = {"quantizer": "FixedFakeQuantize", "observer": "MinMaxObserver"}
+METHODS = ("minmax", "qdrop", "rdoq", "rdoq+qdrop", "rdoq-measured")
+MEASURED_BITS = (3,)  # rdoq-measured runs at these average weight bits only
+MINMAX_W = {"quantizer": "FixedFakeQuantize", "observer": "MinMaxObserver", "ch_axis": 0}
 MINMAX_A = {"quantizer": "FixedFakeQuantize", "observer": "AvgMinMaxObserver"}
+# RD curve settings shared by every RDOQ row (so rdoq and rdoq-measured price the same candidates).
+RD_CURVES = {"weight_group": 16, "weight_bits": list(range(9)), "weight_ratios": [1.0, 0.8], "calib_images": 4,
+             "projections": 8}
 
 
 def quant_section(method: str, w_bits: int, a_bits: int, iters: int, calibrate: int) -> dict[str, Any]:
@@ -33,24 +41,39 @@ def quant_section(method: str, w_bits: int, a_bits: int, iters: int, calibrate: 
         "calibrate": calibrate,
         "overrides": {"backbone.conv1": {"w_qconfig": {"bit": 8}, "a_qconfig": None}},
     }
-    if method == "minmax":
-        section.update(w_qconfig={**MINMAX, "bit": w_bits, "ch_axis": 0}, a_qconfig={**MINMAX_A, "bit": a_bits},
-                       recon=None, hooks=[{"type": "QuantCalibHook"}])
+    recon = "qdrop" in method
+    if recon:
+        section.update(w_qconfig={"bit": w_bits}, a_qconfig={"bit": a_bits}, recon={"iters": iters, "keep_gpu": False})
     else:
-        section.update(w_qconfig={"bit": w_bits}, a_qconfig={"bit": a_bits},
-                       recon={"iters": iters, "keep_gpu": False},
-                       hooks=[{"type": "QuantCalibHook"}, {"type": "QDropReconHook"}])
+        section.update(w_qconfig={**MINMAX_W, "bit": w_bits}, a_qconfig={**MINMAX_A, "bit": a_bits}, recon=None)
+    hooks = [{"type": "QuantCalibHook"}]
+    if method.startswith("rdoq"):
+        estimator = "measured" if method == "rdoq-measured" else "second_order"
+        section["rdoq"] = {**RD_CURVES, "estimator": estimator, "target": "weight", "target_rates": [w_bits],
+                           "solver": "dp"}
+        hooks += [{"type": "RDCurvesHook"}, {"type": "BitAllocHook"}]
+    if recon:
+        hooks.append({"type": "QDropReconHook"})
+    section["hooks"] = hooks
     return section
 
 
 def run(model: str, method: str, w_bits: int, a_bits: int, args: argparse.Namespace) -> dict[str, Any]:
     config, ckpt = MODELS[model]
-    work = args.work_root / f"{model}_{method}_w{w_bits}a{a_bits}"
+    work = args.work_root / f"{model}_{method.replace('+', '_')}_w{w_bits}a{a_bits}"
     report_file = work / "report.json"
     if not report_file.is_file():
+        section = quant_section(method, w_bits, a_bits, args.iters, args.calibrate)
+        if "rdoq" in section:  # one curve folder per model and estimator, shared by its rows
+            shared = args.work_root / f"{model}_rd_curves_{section['rdoq']['estimator']}"
+            shared.mkdir(parents=True, exist_ok=True)
+            work.mkdir(parents=True, exist_ok=True)
+            link = work / "rd_curves"
+            if not link.exists():
+                link.symlink_to(shared.resolve(), target_is_directory=True)
         qfile = args.work_root / f"{work.name}.yaml"
         qfile.parent.mkdir(parents=True, exist_ok=True)
-        qfile.write_text(yaml.safe_dump(quant_section(method, w_bits, a_bits, args.iters, args.calibrate)))
+        qfile.write_text(yaml.safe_dump(section))
         cmd = [sys.executable, str(REPO / "tools" / "test.py"), config, ckpt, "--work-dir", str(work),
                "--quant-config", str(qfile), "--eval", "bbox"]
         print("+", " ".join(cmd), flush=True)
@@ -58,10 +81,26 @@ def run(model: str, method: str, w_bits: int, a_bits: int, args: argparse.Namesp
     return json.loads(report_file.read_text())
 
 
+def row(model: str, method: str, w_bits: int, report: dict[str, Any]) -> dict[str, Any]:
+    t = report["time_s"]
+    out = {"model": model, "method": method, "w_bits": w_bits, "a_bits": 4,
+           "bbox_mAP": report["quant"]["bbox_mAP"], "bbox_mAP_50": report["quant"]["bbox_mAP_50"],
+           "time_s": round(sum(t.get(k, 0.0) for k in ("calibrate", "curves", "allocate", "reconstruct")), 1),
+           "peak_rss_mb": report["peak_rss_mb"]}
+    if "rdoq" in report:
+        rd = report["rdoq"]
+        chosen = next(r for r in rd["rates"] if r["target_rate"] == rd["apply_rate"])
+        out.update(curve_time_s=rd["curves"].get("compute_time_s"), alloc_time_s=chosen["solver_time_s"],
+                   avg_w_bits=round(chosen["avg_bits"], 3), predicted_distortion=chosen["predicted_distortion"],
+                   measured_distortion=chosen["measured_distortion"])
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--bits", nargs="+", type=int, default=[4, 2], help="weight bits (activations: 4)")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--bits", nargs="+", type=int, default=[4, 3, 2], help="weight bits (activations: 4)")
     parser.add_argument("--iters", type=int, default=500, help="QDrop iterations per unit")
     parser.add_argument("--calibrate", type=int, default=64, help="calibration images")
     parser.add_argument("--work-root", type=Path, default=REPO / "work_dirs" / "bench")
@@ -71,24 +110,25 @@ def main() -> None:
     for model in args.models:
         fp_added = False
         for w_bits in args.bits:
-            for method in ("minmax", "qdrop"):
+            for method in args.methods:
+                if method == "rdoq-measured" and w_bits not in MEASURED_BITS:
+                    continue
                 report = run(model, method, w_bits, 4, args)
-                if not fp_added:
+                if not fp_added and report.get("fp"):
                     rows.append({"model": model, "method": "fp", "w_bits": 32, "a_bits": 32, **report["fp"],
                                  "time_s": report["time_s"].get("eval_fp"), "peak_rss_mb": None})
                     fp_added = True
-                t = report["time_s"]
-                rows.append({"model": model, "method": method, "w_bits": w_bits, "a_bits": 4,
-                             "bbox_mAP": report["quant"]["bbox_mAP"], "bbox_mAP_50": report["quant"]["bbox_mAP_50"],
-                             "time_s": round(t.get("calibrate", 0) + t.get("reconstruct", 0), 1),
-                             "peak_rss_mb": report["peak_rss_mb"]})
+                rows.append(row(model, method, w_bits, report))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2) + "\n")
-    print(f"\n{'model':<13}{'method':<8}{'W/A':>7}{'mAP':>8}{'AP50':>8}{'time s':>9}{'RSS MB':>9}")
+    print(f"\n{'model':<13}{'method':<15}{'W/A':>7}{'avg W':>7}{'mAP':>8}{'AP50':>8}{'time s':>9}{'curves s':>10}"
+          f"{'RSS MB':>8}")
     for r in rows:
         rss = f"{r['peak_rss_mb']:.0f}" if r["peak_rss_mb"] else "-"
-        print(f"{r['model']:<13}{r['method']:<8}{r['w_bits']:>4}/{r['a_bits']:<2}{r['bbox_mAP']:>8.3f}"
-              f"{r['bbox_mAP_50']:>8.3f}{r['time_s'] or 0:>9.1f}{rss:>9}")
+        curves = f"{r['curve_time_s']:.1f}" if r.get("curve_time_s") is not None else "-"
+        avg = f"{r['avg_w_bits']:.2f}" if "avg_w_bits" in r else "-"
+        print(f"{r['model']:<13}{r['method']:<15}{r['w_bits']:>4}/{r['a_bits']:<2}{avg:>7}{r['bbox_mAP']:>8.3f}"
+              f"{r['bbox_mAP_50']:>8.3f}{r['time_s'] or 0:>9.1f}{curves:>10}{rss:>8}")
     print(f"wrote {args.out}")
 
 

@@ -20,7 +20,6 @@ import mmdet_ext  # noqa: F401  (registers the hooks)
 from mmdet_ext.dist import init_distributed
 from mmdet_ext.pipeline import prepare, quantize
 from mmdet_ext.rdoq_cli import add_rdoq_args, apply_rdoq_flags
-from mmdet_ext.state import atomic_write_text
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,7 +46,6 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     ctx = quantize(prep, hooks=[{"type": "RDCurvesHook"}])
     info = {**ctx.rdoq["curve_info"], "time_s": round(ctx.timings["curves"], 2)}
     if prep.rank == 0:
-        atomic_write_text(json.dumps(info, indent=2) + "\n", Path(info["dir"]) / "info.json")
         print(json.dumps(info, indent=2))
     return info
 

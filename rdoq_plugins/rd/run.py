@@ -21,7 +21,7 @@ from rdoq_plugins.config import LayerQConfig, QuantConfig
 from rdoq_plugins.config.rdoq import Estimator, RDOQConfig, Target
 from rdoq_plugins.modules.quant_layer import QuantLayer
 from rdoq_plugins.quant.fake_quantize import FakeQuantize
-from rdoq_plugins.rd.apply import CurveTable, apply_choice, curve_table, predicted_distortion
+from rdoq_plugins.rd.apply import CurveTable, apply_choice, predicted_distortion
 from rdoq_plugins.rd.candidates import CandidateGrid
 from rdoq_plugins.rd.curve import LayerCurve, TensorKind
 from rdoq_plugins.rd.measured import measured_curves

@@ -8,14 +8,16 @@ the compute device or in CPU memory up to a byte budget and spills the rest to f
 A *chunk* is what one call of the unit saw: ``(quant_in, fp_in, fp_out)`` with the sample on dim 0.
 Units called once per forward (backbone blocks) give chunks of one shape, which are sampled image by
 image; units called once per pyramid level (shared head convs) give chunks of several shapes, and a
-step then draws its images from one chunk.
+step then draws its images from one chunk. A chunk added with a *context* (the structure of a
+sparse unit's call, see :mod:`rdoq_plugins.recon.unit_io`) is one sample: it is drawn whole, and
+its context is counted in the budget and spilled with it.
 """
 from __future__ import annotations
 
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -52,6 +54,28 @@ def chunk_bytes(chunk: Chunk) -> int:
     return sum(t.numel() * t.element_size() for t in chunk)
 
 
+def _tensors(obj: Any) -> list[Tensor]:
+    """The tensors in a plain nested structure (tensors, lists, tuples, dicts, scalars)."""
+    if isinstance(obj, Tensor):
+        return [obj]
+    if isinstance(obj, dict):
+        return [t for v in obj.values() for t in _tensors(v)]
+    if isinstance(obj, (list, tuple)):
+        return [t for v in obj for t in _tensors(v)]
+    return []
+
+
+def _to(obj: Any, device: torch.device) -> Any:
+    """``obj`` with every tensor in it moved to ``device``."""
+    if isinstance(obj, Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: _to(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to(v, device) for v in obj)
+    return obj
+
+
 class ChunkCache:
     """Chunks kept on ``device`` while they fit in ``max_bytes``, the rest in files under ``spill_dir``.
 
@@ -69,19 +93,25 @@ class ChunkCache:
         self._spill_parent = spill_dir
         self._spill: Path | None = None
         self._memory: list[Chunk | None] = []
+        self._contexts: list[Any] = []  # in-memory chunks' contexts (None for plain chunks)
         self._files: list[Path | None] = []
         self._rows: list[int] = []
+        self._whole: list[bool] = []  # chunks drawn whole (added with a context)
         self.bytes_in_memory = 0
         self.bytes_on_disk = 0
 
-    def add(self, quant_in: Tensor, fp_in: Tensor, fp_out: Tensor) -> None:
-        """Stores one chunk."""
-        if not len(quant_in) == len(fp_in) == len(fp_out):
+    def add(self, quant_in: Tensor, fp_in: Tensor, fp_out: Tensor, context: Any = None) -> None:
+        """Stores one chunk; with a ``context`` (a plain structure of tensors and values, see
+        :class:`~rdoq_plugins.recon.unit_io.UnitIO`) the chunk is one sample, drawn whole."""
+        if context is None and not len(quant_in) == len(fp_in) == len(fp_out):
             raise ValueError("a chunk's tensors disagree on the number of samples")
+        if context is not None and quant_in.shape != fp_in.shape:
+            raise ValueError(f"a chunk's inputs differ in shape: {tuple(quant_in.shape)} vs {tuple(fp_in.shape)}")
         chunk = (quant_in.detach(), fp_in.detach(), fp_out.detach())
-        size = chunk_bytes(chunk)
+        size = chunk_bytes(chunk) + sum(t.numel() * t.element_size() for t in _tensors(context))
         if self.bytes_in_memory + size <= self.max_bytes:
             self._memory.append(tuple(t.to(self.device) for t in chunk))  # type: ignore[arg-type]
+            self._contexts.append(_to(context, self.device))
             self._files.append(None)
             self.bytes_in_memory += size
         else:
@@ -90,11 +120,13 @@ class ChunkCache:
                     self._spill_parent.mkdir(parents=True, exist_ok=True)
                 self._spill = Path(tempfile.mkdtemp(prefix="rdoq-cache-", dir=self._spill_parent))
             path = self._spill / f"{len(self._files):06d}.pt"
-            torch.save(tuple(t.cpu() for t in chunk), path)
+            torch.save((*(t.cpu() for t in chunk), _to(context, torch.device("cpu"))), path)
             self._memory.append(None)
+            self._contexts.append(None)
             self._files.append(path)
             self.bytes_on_disk += size
-        self._rows.append(len(quant_in))
+        self._rows.append(1 if context is not None else len(quant_in))
+        self._whole.append(context is not None)
 
     def __len__(self) -> int:
         return sum(self._rows)
@@ -105,21 +137,33 @@ class ChunkCache:
 
     def chunk(self, i: int) -> Chunk:
         """Chunk ``i`` on the cache's device."""
+        q, f, o, _ = self.chunk_with_context(i)
+        return q, f, o
+
+    def chunk_with_context(self, i: int) -> tuple[Tensor, Tensor, Tensor, Any]:
+        """Chunk ``i`` and its context (None for a plain chunk) on the cache's device."""
         held = self._memory[i]
         if held is not None:
-            return held
+            return (*held, self._contexts[i])
         path = self._files[i]
         assert path is not None
         loaded = torch.load(path, map_location=self.device, weights_only=True)
-        return loaded[0], loaded[1], loaded[2]
+        return loaded[0], loaded[1], loaded[2], loaded[3] if len(loaded) > 3 else None
+
+    def sample_chunk(self, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Any]:
+        """One random chunk, whole, with its context (what a step on a sparse unit reads)."""
+        if not self._rows:
+            raise RuntimeError("sample_chunk() from an empty cache")
+        return self.chunk_with_context(int(torch.randint(self.num_chunks, (1,), generator=generator)))
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Chunk:
-        """``batch_size`` random samples of one random chunk (fewer if the chunk is smaller)."""
+        """``batch_size`` random samples of one random chunk (fewer if the chunk is smaller; a
+        chunk added with a context is returned whole)."""
         if not self._rows:
             raise RuntimeError("sample() from an empty cache")
         i = int(torch.randint(self.num_chunks, (1,), generator=generator))
         q, f, o = self.chunk(i)
-        if len(q) <= batch_size:
+        if len(q) <= batch_size or self._whole[i]:
             return q, f, o
         idx = torch.randperm(len(q), generator=generator)[:batch_size].to(q.device)
         return q[idx], f[idx], o[idx]
@@ -127,8 +171,10 @@ class ChunkCache:
     def close(self) -> None:
         """Frees memory and removes the spill files."""
         self._memory.clear()
+        self._contexts.clear()
         self._files.clear()
         self._rows.clear()
+        self._whole.clear()
         if self._spill is not None:
             shutil.rmtree(self._spill, ignore_errors=True)
             self._spill = None

@@ -13,8 +13,10 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor, nn
 
+from rdoq_plugins.recon.unit_io import UnitIO
+
 B = TypeVar("B")
-Call = tuple[Tensor, Tensor | None]
+Call = tuple[Any, Any]  # (input, output): tensors, or a UnitIO's snapshots
 
 
 class StopForward(Exception):
@@ -35,6 +37,7 @@ def capture_calls(
     run: Callable[[nn.Module, B], Any],
     with_output: bool = True,
     num_calls: int | None = None,
+    io: UnitIO | None = None,
 ) -> list[Call]:
     """``(input, output)`` of every call of ``unit`` while ``run(model, batch)`` runs.
 
@@ -46,6 +49,7 @@ def capture_calls(
         with_output: record outputs too; else stop before the last call runs, outputs are None.
         num_calls: calls per forward pass, if known; the forward stops after the last one. If None,
             the forward runs to its end (learn the count on a first batch, pass it afterwards).
+        io: for units whose input / output are not tensors: records ``io.snapshot`` of them.
     """
     calls: list[Call] = []
 
@@ -53,14 +57,20 @@ def capture_calls(
         return num_calls is not None and len(calls) >= num_calls
 
     def pre_hook(_: nn.Module, args: tuple[Any, ...]) -> None:
-        calls.append((_first_tensor(unit, args).detach(), None))
+        if io is not None:
+            calls.append((io.snapshot(args[0]), None))
+        else:
+            calls.append((_first_tensor(unit, args).detach(), None))
         if done():
             raise StopForward
 
     def hook(_: nn.Module, args: tuple[Any, ...], out: Any) -> None:
-        if not isinstance(out, Tensor):
-            raise TypeError(f"capture needs a unit with a tensor output ({type(unit).__name__})")
-        calls.append((_first_tensor(unit, args).detach(), out.detach()))
+        if io is not None:
+            calls.append((io.snapshot(args[0]), io.snapshot(out)))
+        else:
+            if not isinstance(out, Tensor):
+                raise TypeError(f"capture needs a unit with a tensor output ({type(unit).__name__})")
+            calls.append((_first_tensor(unit, args).detach(), out.detach()))
         if done():
             raise StopForward
 

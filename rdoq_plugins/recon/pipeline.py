@@ -17,6 +17,7 @@ from torch import nn
 from rdoq_plugins.recon.cache import ChunkCache
 from rdoq_plugins.recon.capture import capture_calls
 from rdoq_plugins.recon.reconstruct import QDropReconstructor, ReconStats
+from rdoq_plugins.recon.unit_io import UnitIO
 
 B = TypeVar("B")
 Progress = Callable[[Iterable[int]], Iterable[int]]
@@ -29,16 +30,22 @@ def cache_unit(
     batches: Iterable[B],
     run: Callable[[nn.Module, B], Any],
     cache: ChunkCache,
+    io: UnitIO | None = None,
 ) -> ChunkCache:
-    """Fills ``cache`` with ``(quant_in, fp_in, fp_out)`` of unit ``name`` for every batch and call."""
+    """Fills ``cache`` with ``(quant_in, fp_in, fp_out)`` of unit ``name`` for every batch and call
+    (through ``io`` for units whose inputs and outputs are not tensors, with each call's context)."""
     unit_q, unit_fp = model.get_submodule(name), fp_model.get_submodule(name)
     calls: int | None = None
     for batch in batches:
-        fp = capture_calls(fp_model, unit_fp, batch, run, with_output=True, num_calls=calls)
+        fp = capture_calls(fp_model, unit_fp, batch, run, with_output=True, num_calls=calls, io=io)
         calls = len(fp)
-        quant = capture_calls(model, unit_q, batch, run, with_output=False, num_calls=calls)
+        quant = capture_calls(model, unit_q, batch, run, with_output=False, num_calls=calls, io=io)
         for (q_in, _), (f_in, f_out) in zip(quant, fp):
             assert f_out is not None
+            if io is not None:
+                q_t, f_t, o_t, context = io.chunk(unit_q, q_in, f_in, f_out)
+                cache.add(q_t, f_t, o_t, context=context)
+                continue
             if q_in.shape != f_in.shape:
                 raise RuntimeError(f"{name}: quantized and FP inputs differ in shape, "
                                    f"{tuple(q_in.shape)} vs {tuple(f_in.shape)}")
@@ -57,6 +64,7 @@ def reconstruct_units(
     max_cache_bytes: int = 4 << 30,
     cache_device: torch.device | str = "cpu",
     spill_dir: Path | None = None,
+    io: UnitIO | None = None,
 ) -> dict[str, ReconStats]:
     """Reconstructs ``model``'s units in order against ``fp_model`` (same module names).
 
@@ -71,10 +79,12 @@ def reconstruct_units(
         max_cache_bytes: memory budget of a unit's cache; the rest spills to ``spill_dir``.
         cache_device: where cached chunks live in memory.
         spill_dir: where spilled chunks go (system temp folder if None).
+        io: how to cache and rebuild units whose inputs / outputs are not tensors (sparse models).
     """
     stats: dict[str, ReconStats] = {}
     for name in unit_names:
         with ChunkCache(cache_device, max_cache_bytes, spill_dir) as cache:
-            cache_unit(model, fp_model, name, batches, run, cache)
-            stats[name] = reconstructor(model.get_submodule(name), cache, progress(name) if progress else None)
+            cache_unit(model, fp_model, name, batches, run, cache, io)
+            stats[name] = reconstructor(model.get_submodule(name), cache, progress(name) if progress else None,
+                                        io=io)
     return stats

@@ -22,6 +22,7 @@ from rdoq_plugins.quant.adaround import AdaRoundFakeQuantize, RoundMode
 from rdoq_plugins.quant.qdrop import qdrop_mix
 from rdoq_plugins.recon.cache import UnitCache
 from rdoq_plugins.recon.schedule import RoundingSchedule
+from rdoq_plugins.recon.unit_io import UnitIO
 from rdoq_plugins.registry import RECONSTRUCTORS
 
 
@@ -77,14 +78,19 @@ class QDropReconstructor:
         self.grad_hook = grad_hook
         self.loss_reduce = loss_reduce
 
-    def __call__(self, unit: nn.Module, cache: UnitCache, progress: Any = None) -> ReconStats:
-        """Optimizes ``unit``'s rounding and step sizes in place; ``progress`` wraps the loop."""
+    def __call__(self, unit: nn.Module, cache: UnitCache, progress: Any = None,
+                 io: UnitIO | None = None) -> ReconStats:
+        """Optimizes ``unit``'s rounding and step sizes in place; ``progress`` wraps the loop.
+
+        With ``io`` (units whose inputs are not tensors, e.g. sparse), each step draws one whole
+        cached chunk with its context (``cache.sample_chunk``) and runs the unit through ``io``.
+        """
         devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.seed)
-            return self._reconstruct(unit, cache, progress)
+            return self._reconstruct(unit, cache, progress, io)
 
-    def _reconstruct(self, unit: nn.Module, cache: UnitCache, progress: Any) -> ReconStats:
+    def _reconstruct(self, unit: nn.Module, cache: UnitCache, progress: Any, io: UnitIO | None = None) -> ReconStats:
         cfg = self.cfg
         generator = torch.Generator().manual_seed(self.seed)
         frozen = [p for p in unit.parameters() if p.requires_grad]
@@ -116,9 +122,13 @@ class QDropReconstructor:
         bar = progress(loop) if progress is not None else loop
         try:
             for t in bar:
-                q_in, fp_in, fp_out = cache.sample(cfg.batch_size, generator)
+                context = None
+                if io is None:
+                    q_in, fp_in, fp_out = cache.sample(cfg.batch_size, generator)
+                else:
+                    q_in, fp_in, fp_out, context = cache.sample_chunk(generator)  # type: ignore[attr-defined]
                 x = qdrop_mix(fp_in, q_in, cfg.drop_prob) if cfg.drop_prob < 1.0 else q_in
-                rec = output_error(unit(x), fp_out)
+                rec = output_error(unit(x) if io is None else io.run(unit, x, context), fp_out)
                 loss = rec
                 lam = schedule.lam(t)
                 if lam > 0 and rounding:

@@ -2,7 +2,6 @@
 curves are reused by a rerun, and the mixed-precision checkpoint evaluates again as saved."""
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import outputs  # type: ignore[import-not-found]
 from torch import nn
 
 from rdoq_plugins.modules import set_quant_state
@@ -20,8 +21,6 @@ from rdoq_plugins.rd import (
     predicted_distortion,
     second_order_curves,
 )
-
-from conftest import outputs  # type: ignore[import-not-found]
 
 GRID = CandidateGrid((2, 4, 6, 8), (1.0, 0.7))
 SPEC = CurveSpec(kinds=(TensorKind.WEIGHT, TensorKind.ACT), weight_group=4, act_group=4, weight_grid=GRID,
