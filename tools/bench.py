@@ -58,10 +58,20 @@ def quant_section(method: str, w_bits: int, a_bits: int, iters: int, calibrate: 
     return section
 
 
-def run(model: str, method: str, w_bits: int, a_bits: int, args: argparse.Namespace) -> dict[str, Any]:
+def work_dir(model: str, method: str, w_bits: int, a_bits: int, args: argparse.Namespace) -> Path:
+    """One folder per row and settings (a changed setting never reuses a stale result)."""
+    iters = f"_i{args.iters}" if "qdrop" in method else ""
+    return args.work_root / f"{model}_{method.replace('+', '_')}_w{w_bits}a{a_bits}_c{args.calibrate}{iters}"
+
+
+def run(model: str, method: str, w_bits: int, a_bits: int, args: argparse.Namespace,
+        need_fp: bool) -> dict[str, Any] | None:
+    """The row's report, running it first unless it exists (or ``--no-run``: None)."""
     config, ckpt = MODELS[model]
-    work = args.work_root / f"{model}_{method.replace('+', '_')}_w{w_bits}a{a_bits}"
+    work = work_dir(model, method, w_bits, a_bits, args)
     report_file = work / "report.json"
+    if not report_file.is_file() and args.no_run:
+        return None
     if not report_file.is_file():
         section = quant_section(method, w_bits, a_bits, args.iters, args.calibrate)
         if "rdoq" in section:  # one curve folder per model and estimator, shared by its rows
@@ -75,7 +85,7 @@ def run(model: str, method: str, w_bits: int, a_bits: int, args: argparse.Namesp
         qfile.parent.mkdir(parents=True, exist_ok=True)
         qfile.write_text(yaml.safe_dump(section))
         cmd = [sys.executable, str(REPO / "tools" / "test.py"), config, ckpt, "--work-dir", str(work),
-               "--quant-config", str(qfile), "--eval", "bbox"]
+               "--quant-config", str(qfile), "--eval", "bbox", *([] if need_fp else ["--skip-fp"])]
         print("+", " ".join(cmd), flush=True)
         subprocess.run(cmd, cwd=REPO, check=True)
     return json.loads(report_file.read_text())
@@ -105,15 +115,24 @@ def main() -> None:
     parser.add_argument("--calibrate", type=int, default=64, help="calibration images")
     parser.add_argument("--work-root", type=Path, default=REPO / "work_dirs" / "bench")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results.json")
+    parser.add_argument("--no-run", action="store_true", help="only collect the rows that already ran")
     args = parser.parse_args()
     rows: list[dict[str, Any]] = []
     for model in args.models:
         fp_added = False
+        for old in sorted(args.work_root.glob(f"{model}_*/report.json")):  # FP once per model
+            fp = json.loads(old.read_text()).get("fp")
+            if fp and not fp_added:
+                rows.append({"model": model, "method": "fp", "w_bits": 32, "a_bits": 32, **fp,
+                             "time_s": json.loads(old.read_text())["time_s"].get("eval_fp"), "peak_rss_mb": None})
+                fp_added = True
         for w_bits in args.bits:
             for method in args.methods:
                 if method == "rdoq-measured" and w_bits not in MEASURED_BITS:
                     continue
-                report = run(model, method, w_bits, 4, args)
+                report = run(model, method, w_bits, 4, args, need_fp=not fp_added)
+                if report is None:
+                    continue
                 if not fp_added and report.get("fp"):
                     rows.append({"model": model, "method": "fp", "w_bits": 32, "a_bits": 32, **report["fp"],
                                  "time_s": report["time_s"].get("eval_fp"), "peak_rss_mb": None})

@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-from pathlib import Path
-
-from mmcv import DictAction
 
 import mmdet_ext  # noqa: F401  (registers the hooks)
+from mmdet_ext.cli import add_run_args, parse_run_args
 from mmdet_ext.dist import init_distributed
 from mmdet_ext.pipeline import prepare, quantize
 from mmdet_ext.rdoq_cli import add_rdoq_args, apply_rdoq_flags
@@ -24,17 +21,9 @@ from mmdet_ext.rdoq_cli import add_rdoq_args, apply_rdoq_flags
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config", type=Path)
-    parser.add_argument("checkpoint", type=Path, help="the FP checkpoint")
-    parser.add_argument("--work-dir", type=Path, required=True)
-    parser.add_argument("--quant-config", "--q_config", dest="quant_config", type=Path)
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction)
-    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
-    parser.add_argument("--local_rank", "--local-rank", dest="local_rank", type=int, default=None)
+    add_run_args(parser)
     add_rdoq_args(parser)
-    args = parser.parse_args(argv)
-    if args.local_rank is None and "LOCAL_RANK" in os.environ:
-        args.local_rank = int(os.environ["LOCAL_RANK"])
+    args = parse_run_args(parser, argv)
     return args
 
 

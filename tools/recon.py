@@ -9,12 +9,9 @@ Evaluate later with ``tools/test.py CONFIG DIR/quantized.pth --eval bbox``.
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
-
-from mmcv import DictAction
 
 import mmdet_ext  # noqa: F401  (registers the hooks)
+from mmdet_ext.cli import add_run_args, parse_run_args
 from mmdet_ext.dist import init_distributed
 from mmdet_ext.outputs import finish_run
 from mmdet_ext.pipeline import prepare, quantize
@@ -22,16 +19,8 @@ from mmdet_ext.pipeline import prepare, quantize
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config", type=Path)
-    parser.add_argument("checkpoint", type=Path, help="the FP checkpoint")
-    parser.add_argument("--quant-config", "--q_config", dest="quant_config", type=Path)
-    parser.add_argument("--work-dir", type=Path, required=True)
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction)
-    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
-    parser.add_argument("--local_rank", "--local-rank", dest="local_rank", type=int, default=None)
-    args = parser.parse_args(argv)
-    if args.local_rank is None and "LOCAL_RANK" in os.environ:
-        args.local_rank = int(os.environ["LOCAL_RANK"])
+    add_run_args(parser)
+    args = parse_run_args(parser, argv)
     init_distributed(args.launcher, args.local_rank)
     prep = prepare(args.config, args.checkpoint, args.work_dir, args.quant_config, args.cfg_options)
     ctx = quantize(prep)

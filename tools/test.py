@@ -12,14 +12,11 @@ A rerun with the same work dir resumes after the last finished reconstruction un
 from __future__ import annotations
 
 import argparse
-import os
 import time
-from pathlib import Path
 from typing import Any
 
-from mmcv import DictAction
-
 import mmdet_ext  # noqa: F401  (registers the hooks)
+from mmdet_ext.cli import add_run_args, parse_run_args
 from mmdet_ext.dist import init_distributed
 from mmdet_ext.outputs import finish_run, print_table
 from mmdet_ext.pipeline import evaluate, prepare, quantize
@@ -27,21 +24,11 @@ from mmdet_ext.pipeline import evaluate, prepare, quantize
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config", type=Path, help="mmdet config file")
-    parser.add_argument("checkpoint", type=Path, help="FP checkpoint, or a quantized checkpoint of ours")
+    add_run_args(parser, work_dir_required=False)
     parser.add_argument("--eval", nargs="+", default=["bbox"], help="metrics, as in mmdet (default: bbox)")
-    parser.add_argument("--work-dir", type=Path, help="where report.json, quantized.pth and resume state go")
-    parser.add_argument("--quant-config", "--q_config", dest="quant_config", type=Path,
-                        help="YAML quant config (core schema) that supplies or overrides the quant section")
     parser.add_argument("--skip-fp", action="store_true", help="do not evaluate the FP model")
     parser.add_argument("--fuse-conv-bn", action="store_true", help="accepted for compatibility; BN is always folded")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys, as in mmdet")
-    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
-    parser.add_argument("--local_rank", "--local-rank", dest="local_rank", type=int, default=None)
-    args = parser.parse_args(argv)
-    if args.local_rank is None and "LOCAL_RANK" in os.environ:
-        args.local_rank = int(os.environ["LOCAL_RANK"])
-    return args
+    return parse_run_args(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -1,0 +1,29 @@
+"""Arguments every mmdet-side tool shares (config, checkpoint, work dir, quant config, launcher)."""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from mmcv import DictAction
+
+
+def add_run_args(parser: argparse.ArgumentParser, work_dir_required: bool = True) -> None:
+    """``config checkpoint --work-dir --quant-config --cfg-options --launcher --local_rank``."""
+    parser.add_argument("config", type=Path, help="mmdet config file")
+    parser.add_argument("checkpoint", type=Path, help="FP checkpoint, or a quantized checkpoint of ours")
+    parser.add_argument("--work-dir", type=Path, required=work_dir_required,
+                        help="where report.json, quantized.pth, curves and resume state go")
+    parser.add_argument("--quant-config", "--q_config", dest="quant_config", type=Path,
+                        help="YAML quant config (core schema) that supplies or overrides the quant section")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys, as in mmdet")
+    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
+    parser.add_argument("--local_rank", "--local-rank", dest="local_rank", type=int, default=None)
+
+
+def parse_run_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parses, taking the local rank from ``LOCAL_RANK`` (torchrun) when no flag gives it."""
+    args = parser.parse_args(argv)
+    if args.local_rank is None and "LOCAL_RANK" in os.environ:
+        args.local_rank = int(os.environ["LOCAL_RANK"])
+    return args
