@@ -9,8 +9,8 @@ from torch import nn
 from mmdet_ext.hooks import QuantContext
 from mmdet_ext.pipeline import Prepared
 from mmdet_ext.quant_section import hook_configs
-from mmdet_ext.report import bit_stats, peak_rss_mb, size_bytes
 from mmdet_ext.state import atomic_write_text, save_quantized
+from rdoq_plugins.report import bit_stats, peak_rss_mb, size_bytes
 
 METRICS = ("bbox_mAP", "bbox_mAP_50", "bbox_mAP_75")
 

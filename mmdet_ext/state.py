@@ -9,33 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from rdoq_plugins.files import atomic_save, atomic_write_text, load_strict  # noqa: F401  (re-exported)
+
 FORMAT = "rdoq-plugins/quantized-detector/v1"
-
-
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Writes a temporary sibling, then renames it: a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save``, atomically."""
-    _atomic(path, lambda tmp: torch.save(obj, tmp))
-
-
-def atomic_write_text(text: str, path: Path) -> None:
-    """``Path.write_text``, atomically."""
-    _atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def config_hash(*parts: Any) -> str:
@@ -47,17 +29,6 @@ def config_hash(*parts: Any) -> str:
 def checkpoint_identity(path: Path) -> dict[str, Any]:
     stat = path.stat()
     return {"path": str(path.resolve()), "size": stat.st_size, "mtime": int(stat.st_mtime)}
-
-
-def load_strict(model: nn.Module, state_dict: dict[str, Any], what: str) -> None:
-    """``load_state_dict(strict=True)`` with an error that names the checkpoint and a few keys."""
-    result = model.load_state_dict(state_dict, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise KeyError(
-            f"{what} does not match the model: {len(result.missing_keys)} missing keys "
-            f"(e.g. {result.missing_keys[:3]}), {len(result.unexpected_keys)} unexpected keys "
-            f"(e.g. {result.unexpected_keys[:3]})"
-        )
 
 
 def save_quantized(model: nn.Module, path: Path, meta: dict[str, Any]) -> None:

@@ -4,6 +4,10 @@ Importing ``pcdet_ext`` imports torch, spconv and the core only, and registers t
 spconv layers (:mod:`pcdet_ext.layers`) with the core's ``quantize_model`` / ``fuse_conv_bn``.
 On a machine without CUDA, call :func:`apply_cpu_patches` before running spconv layers.
 
+The framework-independent path: :func:`quantize_sparse_detector` (calibration, RDOQ allocation,
+QDrop reconstruction of :func:`sparse_units` through :class:`SparseUnitIO`) and strict quantized
+checkpoints (:func:`save_quantized` / :func:`load_quantized`).
+
 OpenPCDet is not installable from the package registries, so ``pcdet`` is imported lazily.
 """
 from pcdet_ext.cpu_patches import apply_cpu_patches
@@ -16,6 +20,9 @@ from pcdet_ext.layers import (
     QuantSubMConv2d,
     QuantSubMConv3d,
 )
+from pcdet_ext.runner import load_quantized, quantize_sparse_detector, quantize_sparse_model, save_quantized
+from pcdet_ext.sparse_io import SparseUnitIO
+from pcdet_ext.units import UnitKind, sparse_units
 
 __all__ = [
     "QUANT_SPARSE_LAYERS",
@@ -25,5 +32,12 @@ __all__ = [
     "QuantSparseInverseConv3d",
     "QuantSubMConv2d",
     "QuantSubMConv3d",
+    "SparseUnitIO",
+    "UnitKind",
     "apply_cpu_patches",
+    "load_quantized",
+    "quantize_sparse_detector",
+    "quantize_sparse_model",
+    "save_quantized",
+    "sparse_units",
 ]

@@ -1,6 +1,6 @@
 """Runtime patches that let spconv 2.3.8 (CPU build) run forward and backward without CUDA.
 
-Two failures, both read from the installed spconv sources:
+Three failures, read from the installed spconv sources (the third also measured):
 
 * **Backward asks CUDA for a stream.** ``spconv.pytorch.cppcore.get_current_stream`` returns
   ``torch.cuda.current_stream().cuda_stream``; ``spconv.pytorch.ops`` (and ``hash``, ``utils`` and
@@ -15,6 +15,15 @@ Two failures, both read from the installed spconv sources:
   The patch wraps ``spconv.pytorch.ops.indice_conv`` (``functional.py`` calls it as
   ``ops.indice_conv``): for CPU features it runs the kernel without bias and activation, then adds
   the bias and applies the activation itself. CUDA tensors go to the original untouched.
+* **The CPU gather / scatter-add kernels race with torch's threads.** That Python path runs
+  ``SpconvOps.gather_cpu`` -> ``torch.mm`` -> ``SpconvOps.scatter_add_cpu`` per kernel offset,
+  reusing one buffer. With more than one torch intra-op thread, ``scatter_add_cpu`` is still
+  reading its source buffer after it returns (overwriting the source right after the call
+  corrupts the result: tens of rows out of 6000 on 2 threads, none on 1), so the next offset's
+  ``torch.mm`` corrupts the previous offset's contribution and sparse convs (forward and
+  backward) return slightly different, wrong features from call to call. The patch gives
+  ``spconv.pytorch.ops`` a ``SpconvOps`` whose ``gather_cpu`` / ``scatter_add_cpu`` run as torch
+  ``index_select`` / ``index_add_`` on the same memory; every other member is spconv's own.
 
 Nothing is patched while ``torch.cuda.is_available()``.
 """
@@ -35,6 +44,7 @@ logger = logging.getLogger("pcdet_ext")
 _MARK = "_pcdet_ext_cpu_patch"
 STREAM_PATCH = "spconv.get_current_stream -> 0"
 BIAS_ACT_PATCH = "spconv.ops.indice_conv: bias/act outside the CPU kernel"
+GATHER_SCATTER_PATCH = "spconv.ops.SpconvOps.gather_cpu/scatter_add_cpu -> torch"
 
 
 def _cpu_stream() -> int:
@@ -107,6 +117,44 @@ def _patch_bias_act() -> bool:
     return True
 
 
+def _as_torch(t: Any) -> torch.Tensor:
+    """A torch view of a CPU ``tv.Tensor`` (same memory)."""
+    return torch.from_numpy(t.numpy_view())
+
+
+class _TorchGatherScatter:
+    """spconv's ``SpconvOps`` with the CPU gather / scatter-add done synchronously by torch."""
+
+    def __init__(self, ops: Any) -> None:
+        self._spconv_ops = ops
+        setattr(self, _MARK, True)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._spconv_ops, name)
+
+    @staticmethod
+    def gather_cpu(out: Any, inp: Any, inds: Any) -> None:
+        """``out[j] = inp[inds[j]]`` for ``j < len(inds)``."""
+        idx = _as_torch(inds).long()
+        dst = _as_torch(out)[: len(idx)]
+        torch.index_select(_as_torch(inp), 0, idx, out=dst)
+
+    @staticmethod
+    def scatter_add_cpu(out: Any, inp: Any, inds: Any) -> None:
+        """``out[inds[j]] += inp[j]`` for ``j < len(inds)``."""
+        idx = _as_torch(inds).long()
+        _as_torch(out).index_add_(0, idx, _as_torch(inp)[: len(idx)])
+
+
+def _patch_gather_scatter() -> bool:
+    from spconv.pytorch import ops
+
+    if getattr(ops.SpconvOps, _MARK, False):
+        return False
+    ops.SpconvOps = _TorchGatherScatter(ops.SpconvOps)  # type: ignore[assignment]
+    return True
+
+
 def cpu_patches_applied() -> list[str]:
     """The patches now in effect."""
     from spconv.pytorch import cppcore, ops
@@ -116,6 +164,8 @@ def cpu_patches_applied() -> list[str]:
         applied.append(STREAM_PATCH)
     if getattr(ops.indice_conv, _MARK, False):
         applied.append(BIAS_ACT_PATCH)
+    if getattr(ops.SpconvOps, _MARK, False):
+        applied.append(GATHER_SCATTER_PATCH)
     return applied
 
 
@@ -127,7 +177,9 @@ def apply_cpu_patches() -> list[str]:
     """
     if torch.cuda.is_available():
         return []
-    new = [name for name, patch in ((STREAM_PATCH, _patch_stream), (BIAS_ACT_PATCH, _patch_bias_act)) if patch()]
+    patches = ((STREAM_PATCH, _patch_stream), (BIAS_ACT_PATCH, _patch_bias_act),
+               (GATHER_SCATTER_PATCH, _patch_gather_scatter))
+    new = [name for name, patch in patches if patch()]
     if new:
         logger.info("no CUDA: patched spconv for CPU (%s)", "; ".join(new))
     return cpu_patches_applied()

@@ -83,7 +83,7 @@ def test_patches_fix_both_cpu_failures_and_are_idempotent() -> None:
     assert "cpu don't support act and bias" in before["fused_forward"]
     assert "NVIDIA" in before["backward"] or "CUDA" in before["backward"]  # torch.cuda.current_stream()
     assert out["after"] == {"eval_forward": "ok", "fused_forward": "ok", "backward": "ok"}
-    assert len(out["first"]) == 2 and out["second"] == out["first"]
+    assert len(out["first"]) == 3 and out["second"] == out["first"]
     assert len(out["log_lines"]) == 1 and "spconv" in out["log_lines"][0]
     assert out["wrapped_once"] and out["streams"] == [0, 0]
     assert out["eval_matches_train"] and out["fused_is_relu"] and out["grad_nonzero"]
@@ -97,3 +97,33 @@ def test_importing_pcdet_ext_loads_no_framework() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
                          cwd=REPO)
     assert out.stdout.strip().splitlines()[-1:] in ([], [""])
+
+
+def test_sparse_conv_with_two_threads_matches_dense_reference_every_time() -> None:
+    """spconv's CPU scatter-add, unpatched, is still reading its buffer when it returns: on more
+    than one thread, repeated convs then differ from each other and from the dense result."""
+    import spconv.pytorch as spconv
+    from torch.nn import functional as F
+
+    import pcdet_ext
+
+    pcdet_ext.apply_cpu_patches()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        gen = torch.Generator().manual_seed(0)
+        shape = (12, 60, 60)
+        flat = torch.randperm(12 * 60 * 60, generator=gen)[:15000]
+        coords = torch.stack(torch.unravel_index(flat, shape), dim=1)
+        indices = torch.cat([torch.zeros(len(coords), 1, dtype=torch.long), coords], dim=1).int()
+        x = spconv.SparseConvTensor(torch.randn(len(indices), 8, generator=gen), indices, list(shape), 1)
+        conv = spconv.SubMConv3d(8, 8, 3, padding=1, bias=False).eval()
+        ref = F.conv3d(x.dense(), conv.weight.permute(0, 4, 1, 2, 3), padding=1)
+        idx = indices.long()
+        ref = ref.permute(0, 2, 3, 4, 1)[idx[:, 0], idx[:, 1], idx[:, 2], idx[:, 3]]
+        with torch.no_grad():
+            for _ in range(6):
+                y = conv(spconv.SparseConvTensor(x.features, indices, list(shape), 1)).features
+                torch.testing.assert_close(y, ref, atol=1e-4, rtol=1e-4)
+    finally:
+        torch.set_num_threads(threads)

@@ -47,6 +47,7 @@ VOXEL_SIZE = (0.2, 0.2, 0.2)
 GRID_SIZE = (200, 200, 20)  # x, y, z
 FEATURE_STRIDE = 8  # the sparse BEV map's stride in voxels
 SENSOR_HEIGHT = 1.8  # the ground plane is at z = -SENSOR_HEIGHT
+MIN_POINTS_PER_BOX = 5  # boxes with fewer points are not ground truth (as nuScenes' evaluation)
 CHANNELS = (16, 32, 64, 128, 128)
 OUT_CHANNEL = 128
 NARROW = {"channels": (8, 16, 16, 32, 32), "out_channel": 32}  # a faster copy for tests
@@ -243,7 +244,8 @@ def set_bn_statistics(model: nn.Module, batches: Sequence[dict[str, Any]]) -> nn
 @dataclass
 class Scene:
     """One LiDAR sweep: points ``[N, 4]`` (x, y, z, intensity), boxes ``[K, 8]`` (x, y, z, dx, dy,
-    dz, yaw, label with 1-based class ids), and its voxels (mean features, (z, y, x) coords)."""
+    dz, yaw, label with 1-based class ids; objects with at least ``MIN_POINTS_PER_BOX`` points), and
+    its voxels (mean features, (z, y, x) coords)."""
 
     points: Tensor
     gt_boxes: Tensor
@@ -337,6 +339,8 @@ def make_scene(seed: int, voxelizer: PointToVoxel | None = None) -> Scene:
     lo, hi = np.array(POINT_CLOUD_RANGE[:3]), np.array(POINT_CLOUD_RANGE[3:])
     inside = np.all((pts >= lo) & (pts < hi), axis=1)
     points = torch.from_numpy(np.concatenate([pts, inten[:, None]], axis=1)[inside]).float()
+    hit_counts = np.bincount(first[inside], minlength=1 + len(boxes) + len(clutter))[1 : 1 + len(boxes)]
+    boxes = boxes[hit_counts >= MIN_POINTS_PER_BOX]  # fully occluded objects are not ground truth
     voxels, coords, num = (voxelizer or _voxelizer())(points)
     features = voxels.sum(dim=1) / num.clamp(min=1).unsqueeze(1).to(voxels.dtype)  # MeanVFE
     return Scene(points, torch.from_numpy(boxes).float(), features.clone(), coords.long().clone())
@@ -456,7 +460,7 @@ def train_toy(model: nn.Module, scenes: Sequence[Scene], steps: int, batch_size:
         nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if log_every and (step + 1) % log_every == 0:
             print(f"step {step + 1}/{steps}: loss {sum(losses[-log_every:]) / log_every:.4f}", flush=True)
     model.eval()

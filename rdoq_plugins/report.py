@@ -1,4 +1,4 @@
-"""What ``report.json`` records about a quantized model: bits, size and memory."""
+"""What a run reports about a quantized model (``report.json``): bits, size and memory."""
 from __future__ import annotations
 
 import resource
@@ -6,7 +6,7 @@ import resource
 import torch
 from torch import nn
 
-from rdoq_plugins import QuantLayer
+from rdoq_plugins.modules.quant_layer import QuantLayer
 from rdoq_plugins.granularity import unit_index
 from rdoq_plugins.modules import quantizers
 
