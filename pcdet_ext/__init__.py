@@ -8,7 +8,9 @@ The framework-independent path: :func:`quantize_sparse_detector` (calibration, R
 QDrop reconstruction of :func:`sparse_units` through :class:`SparseUnitIO`) and strict quantized
 checkpoints (:func:`save_quantized` / :func:`load_quantized`).
 
-OpenPCDet is not installable from the package registries, so ``pcdet`` is imported lazily.
+The OpenPCDet adapter (:mod:`pcdet_ext.openpcdet`, behind ``tools/pcdet/``) follows OpenPCDet's
+``tools/test.py``. OpenPCDet is not installable from the package registries, so ``pcdet`` is
+imported lazily, inside its functions; importing ``pcdet_ext`` never imports it.
 """
 from pcdet_ext.cpu_patches import apply_cpu_patches
 from pcdet_ext.layers import (

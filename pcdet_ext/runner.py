@@ -65,7 +65,14 @@ def quantize_sparse_model(model: nn.Module, qcfg: QuantConfig) -> dict[str, Quan
     return wrapped
 
 
-def _curve_batches(batches: Sequence[Any], cfg: RDOQConfig, images: Callable[[Any], int]) -> list[Any]:
+def curve_store(curve_dir: Path, cfg: RDOQConfig, data_key: str = "") -> CurveStore:
+    """The folder of stored curves for these curve settings and ``data_key`` (model, checkpoint,
+    data): the same for :func:`allocate_bits` and the single-step RDOQ tools."""
+    settings = {k: v for k, v in cfg.to_dict().items() if k in CURVE_KEYS}
+    return CurveStore(curve_dir, spec_hash(settings, data_key))
+
+
+def curve_batches(batches: Sequence[Any], cfg: RDOQConfig, images: Callable[[Any], int]) -> list[Any]:
     """The first batches holding ``calib_images`` frames (all when unset)."""
     if cfg.calib_images is None:
         return list(batches)
@@ -83,9 +90,8 @@ def allocate_bits(model: nn.Module, batches: Sequence[Any], outputs: Outputs, qc
     if cfg is None:
         raise ValueError("allocate_bits needs an 'rdoq' section in the quant config")
     layers = rd_layers({n: m for n, m in model.named_modules() if isinstance(m, QuantLayer)}, qcfg)
-    settings = {k: v for k, v in cfg.to_dict().items() if k in CURVE_KEYS}
-    store = CurveStore(curve_dir, spec_hash(settings, data_key))
-    rd_batches = _curve_batches(batches, cfg, images)
+    store = curve_store(curve_dir, cfg, data_key)
+    rd_batches = curve_batches(batches, cfg, images)
     start = time.perf_counter()
     curves, computed = compute_curves(model, layers, rd_batches, outputs, cfg, store, images, progress)
     curve_s = time.perf_counter() - start

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from rdoq_plugins.alloc import RDTable, allocate
-from rdoq_plugins.config import LayerQConfig, QuantConfig
+from rdoq_plugins.config import QuantConfig
 from rdoq_plugins.config.rdoq import Estimator, RDOQConfig, Target
 from rdoq_plugins.modules.quant_layer import QuantLayer
 from rdoq_plugins.quant.fake_quantize import FakeQuantize
@@ -48,19 +48,20 @@ def curve_spec(cfg: RDOQConfig) -> CurveSpec:
 
 
 def rd_layers(layers: Mapping[str, QuantLayer], qcfg: QuantConfig) -> dict[str, QuantLayer]:
-    """The layers the allocation covers: quantized layers without a per-layer override (an
-    override, e.g. an 8-bit first conv, keeps its configured bits), with the quantizer of every
-    allocated kind."""
+    """The layers the allocation covers: quantized layers whose allocated tensors (weights and / or
+    inputs) are quantized at the default bit-width. A layer whose override sets other bits for an
+    allocated kind (e.g. an 8-bit first conv) keeps them; overriding an observer does not matter."""
     assert qcfg.rdoq is not None
-    default = LayerQConfig(qcfg.w_qconfig, qcfg.a_qconfig)
     kinds = KINDS[qcfg.rdoq.target]
     out = {}
     for name, layer in layers.items():
-        if qcfg.for_layer(name) != default:
+        lq = qcfg.for_layer(name)
+        if lq is None:
             continue
-        if TensorKind.WEIGHT in kinds and layer.weight_quantizer is None:
+        w, a = lq.w_qconfig, lq.a_qconfig
+        if TensorKind.WEIGHT in kinds and (layer.weight_quantizer is None or w is None or w.bit != qcfg.w_qconfig.bit):
             continue
-        if TensorKind.ACT in kinds and layer.input_quantizer is None:
+        if TensorKind.ACT in kinds and (layer.input_quantizer is None or a is None or a.bit != qcfg.a_qconfig.bit):
             continue
         out[name] = layer
     if not out:

@@ -1,0 +1,67 @@
+"""Bit allocation from stored RD curves (RDOQ's second step) for several target rates.
+
+    python $RDOQ_PLUGINS/tools/pcdet/dp_alloc.py --cfg_file CFG --ckpt CKPT --work_dir DIR [--quant_cfg FILE]
+        --solver dp|lagrangian|greedy --target_rates 2 4 6 8 [--min_bits 1] [--no-measure]
+
+Reads the curves ``tools/pcdet/gen_rd_curves.py`` wrote for the same config into ``DIR``, allocates
+each target rate, measures each allocation's distortion at the head outputs beside the predicted
+sum (the additivity check), and writes ``DIR/rd_alloc/``: ``rate_<r>.json`` (per-group choices),
+``summary.json``, ``rd_curves.png`` and ``bits_heatmap.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+try:
+    from pcdet_ext.cli import parse_pcdet_args, tool_main, tool_parser
+except ImportError as err:  # spconv missing: neither pcdet_ext nor OpenPCDet can load
+    from rdoq_plugins.cli_flags import missing_pcdet_message
+
+    sys.exit(missing_pcdet_message(err))
+
+
+def _own_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-measure", "--no_measure", dest="no_measure", action="store_true",
+                        help="skip the measured distortion (no forward pass)")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    return parse_pcdet_args(tool_parser(__doc__, work_dir_required=True, rdoq=True, extra=_own_flags), argv)
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    print(f"\n{'target':>7}{'avg bits':>10}{'predicted D':>14}{'measured D':>13}{'solver s':>10}")
+    for r in summary["rates"]:
+        measured = f"{r['measured_distortion']:.4g}" if r["measured_distortion"] is not None else "-"
+        print(f"{r['target_rate']:>7g}{r['avg_bits']:>10.3f}{r['predicted_distortion']:>14.4g}{measured:>13}"
+              f"{r['solver_time_s']:>10.3f}")
+    corr = summary["additivity"]["pearson"]
+    print(f"additivity: Pearson r = {corr:.3f}" if corr is not None else "additivity: not measured")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any] | None:
+    from pcdet_ext import openpcdet as op
+
+    prep = op.prepare(args, need_test=False, need_eval=False, need_calib=not args.no_measure, rdoq_flags=True)
+    summary = None
+    if prep.rank == 0:
+        cfg = prep.qcfg.rdoq
+        assert cfg is not None
+        if args.no_measure:
+            cfg = replace(cfg, additivity=False)
+        summary = op.allocate(prep, cfg)
+        print_summary(summary)
+    op.barrier()
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
+    return tool_main(run, parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

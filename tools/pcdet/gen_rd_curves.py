@@ -1,0 +1,49 @@
+"""RD curves per channel group of every quantized layer of an OpenPCDet detector (RDOQ's first step).
+
+    python $RDOQ_PLUGINS/tools/pcdet/gen_rd_curves.py --cfg_file CFG --ckpt CKPT --work_dir DIR [--quant_cfg FILE]
+        [--estimator second_order|measured] [--nchannelbatch 8] [--testsize 32] [--maxrates 11]
+
+The distortion is measured at the outputs of every head branch. Curves go to
+``DIR/rd_curves/<hash>/``, one file per layer; a rerun computes only the missing ones.
+``tools/pcdet/dp_alloc.py`` allocates bits from them, and ``tools/pcdet/test.py`` with the same
+work dir and config reuses them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+try:
+    from pcdet_ext.cli import parse_pcdet_args, tool_main, tool_parser
+except ImportError as err:  # spconv missing: neither pcdet_ext nor OpenPCDet can load
+    from rdoq_plugins.cli_flags import missing_pcdet_message
+
+    sys.exit(missing_pcdet_message(err))
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    return parse_pcdet_args(tool_parser(__doc__, work_dir_required=True, rdoq=True), argv)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any] | None:
+    from pcdet_ext import openpcdet as op
+
+    prep = op.prepare(args, need_test=False, need_eval=False, rdoq_flags=True)
+    info = None
+    if prep.rank == 0:
+        assert prep.qcfg.rdoq is not None
+        info = op.generate_curves(prep, prep.qcfg.rdoq)
+        print(json.dumps(info, indent=2))
+    op.barrier()
+    return info
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
+    return tool_main(run, parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

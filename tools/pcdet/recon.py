@@ -1,0 +1,50 @@
+"""Calibration, RDOQ allocation (rdoq) and QDrop reconstruction (recon) of an OpenPCDet detector
+alone; saves the quantized checkpoint.
+
+    python $RDOQ_PLUGINS/tools/pcdet/recon.py --cfg_file CFG --ckpt CKPT --quant_cfg FILE --work_dir DIR
+
+Same implementation as tools/pcdet/test.py; writes DIR/quantized.pth and DIR/report.json
+(timings, bits, size, RD allocation, unit losses). Evaluate later with
+``tools/pcdet/test.py --cfg_file CFG --ckpt DIR/quantized.pth``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+try:
+    from pcdet_ext.cli import parse_pcdet_args, tool_main, tool_parser
+except ImportError as err:  # spconv missing: neither pcdet_ext nor OpenPCDet can load
+    from rdoq_plugins.cli_flags import missing_pcdet_message
+
+    sys.exit(missing_pcdet_message(err))
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    return parse_pcdet_args(tool_parser(__doc__, work_dir_required=True), argv)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any] | None:
+    from pcdet_ext import openpcdet as op
+
+    prep = op.prepare(args, need_test=False, need_eval=False)
+    report = None
+    if prep.rank == 0:  # one process quantizes; the others have nothing to do
+        model, run_report = op.quantize(prep)
+        path = prep.work_dir / "quantized.pth"
+        op.save_checkpoint(prep, model, path)
+        report = op.build_report(prep, model, {}, {}, run_report)
+        op.write_report(prep, report)
+        print(f"quantized checkpoint: {path}")
+    op.barrier()
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
+    return tool_main(run, parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Test (and quantize) an OpenPCDet detector (VoxelNeXt): OpenPCDet's test flow with rdoq-plugins' PTQ.
+
+Run from OpenPCDet's tools/ folder (its configs name paths relative to it):
+
+    python $RDOQ_PLUGINS/tools/pcdet/test.py --cfg_file cfgs/nuscenes_models/cbgs_voxel0075_voxelnext.yaml \\
+        --ckpt CKPT --quant_cfg $RDOQ_PLUGINS/configs/pcdet/voxelnext_nuscenes_qdrop_w4a8.yaml --work_dir DIR
+    $RDOQ_PLUGINS/tools/pcdet/dist_test.sh NGPUS --cfg_file ... --ckpt CKPT --quant_cfg ... --work_dir DIR
+    python $RDOQ_PLUGINS/tools/pcdet/test.py --cfg_file ... --ckpt DIR/quantized.pth   # no re-calibration
+
+The quant section is the config's top-level QUANT key, with --quant_cfg's keys laid over it. The
+FP model is evaluated (skip with --skip_fp), then calibrated, allocated (rdoq) and reconstructed
+(recon), then evaluated again with OpenPCDet's eval_utils.eval_one_epoch. The work dir receives
+quantized.pth, report.json and the evaluation results (eval/fp, eval/quant).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+try:
+    from pcdet_ext.cli import parse_pcdet_args, tool_main, tool_parser
+except ImportError as err:  # spconv missing: neither pcdet_ext nor OpenPCDet can load
+    from rdoq_plugins.cli_flags import missing_pcdet_message
+
+    sys.exit(missing_pcdet_message(err))
+
+
+def _own_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--skip_fp", "--skip-fp", dest="skip_fp", action="store_true",
+                        help="do not evaluate the FP model")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    return parse_pcdet_args(tool_parser(__doc__, work_dir_required=False, extra=_own_flags), argv)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from pcdet_ext import openpcdet as op
+
+    prep = op.prepare(args)
+    fp: dict[str, float] = {}
+    if not args.skip_fp and not prep.quantized_checkpoint:
+        fp = op.evaluate(prep, prep.model, "fp")
+    run_report = None
+    if prep.quantized_checkpoint:
+        model = prep.model
+    else:
+        model, run_report = op.quantize_on_rank0(prep)
+    quant = op.evaluate(prep, model, "quant")
+    report = op.build_report(prep, model, fp, quant, run_report)
+    op.write_report(prep, report)
+    if prep.rank == 0:
+        op.print_table(report)
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    return tool_main(run, parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
