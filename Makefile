@@ -53,7 +53,11 @@ demo: install data
 demo-core: install
 	$(PY) tools/demo_core.py
 
+# Long experiments (hours on 2 CPU cores; every row resumes): the mmdet detectors (bench/results.json),
+# the bit allocators (bench/alloc.json) and the sparse VoxelNeXt-shaped detector (bench/results_sparse.json).
 bench: install data
+	$(PY) tools/bench_alloc.py
+	$(PY) tools/bench_sparse.py
 	$(PY) tools/bench.py
 
 clean:
