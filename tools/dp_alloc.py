@@ -21,6 +21,7 @@ from mmdet_ext.pipeline import prepare, quantize
 from mmdet_ext.rdoq_cli import add_rdoq_args, apply_rdoq_flags
 from mmdet_ext.rdoq_hooks import ALLOC_DIR, run_allocation
 from mmdet_ext.state import atomic_write_text
+from rdoq_plugins.rd.run import format_alloc_table
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
@@ -39,13 +40,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     _, _, summary = run_allocation(ctx, cfg)
     if prep.rank == 0:
         atomic_write_text(json.dumps(summary, indent=2) + "\n", prep.work_dir / ALLOC_DIR / "summary.json")
-        print(f"\n{'target':>7}{'avg bits':>10}{'predicted D':>14}{'measured D':>13}{'solver s':>10}")
-        for r in summary["rates"]:
-            measured = f"{r['measured_distortion']:.4g}" if r["measured_distortion"] is not None else "-"
-            print(f"{r['target_rate']:>7g}{r['avg_bits']:>10.3f}{r['predicted_distortion']:>14.4g}{measured:>13}"
-                  f"{r['solver_time_s']:>10.3f}")
-        corr = summary["additivity"]["pearson"]
-        print(f"additivity: Pearson r = {corr:.3f}" if corr is not None else "additivity: not measured")
+        print(format_alloc_table(summary))
     return summary
 
 

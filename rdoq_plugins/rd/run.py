@@ -194,3 +194,15 @@ def additivity(allocs: Sequence[RateAllocation]) -> dict[str, Any]:
             corr = float(np.corrcoef(p, m)[0, 1])
     return {"rates": [x[0] for x in pairs], "predicted": [x[1] for x in pairs], "measured": [x[2] for x in pairs],
             "pearson": corr}
+
+
+def format_alloc_table(summary: dict[str, Any]) -> str:
+    """The allocation summary of the dp_alloc tools as a small text table, with the correlation."""
+    lines = [f"\n{'target':>7}{'avg bits':>10}{'predicted D':>14}{'measured D':>13}{'solver s':>10}"]
+    for r in summary["rates"]:
+        measured = f"{r['measured_distortion']:.4g}" if r["measured_distortion"] is not None else "-"
+        lines.append(f"{r['target_rate']:>7g}{r['avg_bits']:>10.3f}{r['predicted_distortion']:>14.4g}{measured:>13}"
+                     f"{r['solver_time_s']:>10.3f}")
+    corr = summary["additivity"]["pearson"]
+    lines.append(f"additivity: Pearson r = {corr:.3f}" if corr is not None else "additivity: not measured")
+    return "\n".join(lines)

@@ -45,15 +45,6 @@ PCDET_CONFIGS = sorted((REPO / "configs" / "pcdet").glob("*.yaml"))
 HAS_PCDET = importlib.util.find_spec("pcdet") is not None
 
 
-@pytest.fixture(autouse=True)
-def _cpu_one_thread() -> Iterator[None]:
-    pcdet_ext.apply_cpu_patches()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class NotAllowed:
     """A checkpoint entry ``torch.load(weights_only=True)`` refuses."""
 

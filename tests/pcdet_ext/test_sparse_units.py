@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,6 @@ from torch import nn
 
 spconv = pytest.importorskip("spconv.pytorch")
 
-import pcdet_ext
 from pcdet_ext.runner import quantize_sparse_model
 from pcdet_ext.sparse_io import SparseSnapshot, SparseUnitIO, site_permutation
 from pcdet_ext.units import UnitKind, sparse_units
@@ -29,15 +27,6 @@ LEARNED = {
     "a_qconfig": {"quantizer": "LSQFakeQuantize", "observer": "MinMaxObserver", "bit": 8},
 }
 BRANCHES = ("center", "center_z", "dim", "rot", "hm")
-
-
-@pytest.fixture(autouse=True)
-def _cpu_one_thread() -> Iterator[None]:
-    pcdet_ext.apply_cpu_patches()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

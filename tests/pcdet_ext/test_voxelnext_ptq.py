@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +36,6 @@ CONFIG: dict[str, Any] = {
     # As QDrop: the first layer (raw point features in) stays at 8 bits.
     "overrides": {"backbone_3d.conv_input.0": {"w_qconfig": {"bit": 8}, "a_qconfig": {"bit": 8}}},
 }
-
-
-@pytest.fixture(autouse=True)
-def _cpu_one_thread() -> Iterator[None]:
-    pcdet_ext.apply_cpu_patches()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _fp_model(seed: int, batches: list[dict] | None) -> torch.nn.Module:

@@ -34,13 +34,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def print_summary(summary: dict[str, Any]) -> None:
-    print(f"\n{'target':>7}{'avg bits':>10}{'predicted D':>14}{'measured D':>13}{'solver s':>10}")
-    for r in summary["rates"]:
-        measured = f"{r['measured_distortion']:.4g}" if r["measured_distortion"] is not None else "-"
-        print(f"{r['target_rate']:>7g}{r['avg_bits']:>10.3f}{r['predicted_distortion']:>14.4g}{measured:>13}"
-              f"{r['solver_time_s']:>10.3f}")
-    corr = summary["additivity"]["pearson"]
-    print(f"additivity: Pearson r = {corr:.3f}" if corr is not None else "additivity: not measured")
+    from rdoq_plugins.rd.run import format_alloc_table
+
+    print(format_alloc_table(summary))
 
 
 def run(args: argparse.Namespace) -> dict[str, Any] | None:
