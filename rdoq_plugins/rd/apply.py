@@ -34,7 +34,7 @@ class CurveTable:
     @property
     def elements(self) -> float:
         """Elements the rates count (whole elements per group, as in ``rate``)."""
-        return float(sum(float(c.elements.double().round().clamp(min=1.0).sum()) for c in self.curves))
+        return float(sum(float(c.whole_elements().sum()) for c in self.curves))
 
 
 def curve_table(curves: Sequence[LayerCurve], min_bits: int = 0) -> CurveTable:
@@ -45,9 +45,7 @@ def curve_table(curves: Sequence[LayerCurve], min_bits: int = 0) -> CurveTable:
     width = max(len(c.grid.bits) for c in curves)
     rates, dists, idxs, allowed, offsets = [], [], [], [], [0]
     for c in curves:
-        _, dist, idx = c.best()
-        elems = c.elements.double().round().clamp(min=1.0)
-        rate = elems[:, None] * torch.tensor(c.grid.bits, dtype=torch.float64)
+        rate, dist, idx = c.best()
         ok = torch.tensor(c.grid.bits) >= min_bits
         pad = width - len(c.grid.bits)
         rates.append(torch.cat([rate, rate[:, -1:].expand(-1, pad)], 1).numpy())

@@ -54,10 +54,15 @@ class LayerCurve:
     def num_groups(self) -> int:
         return int(self.elements.numel())
 
+    def whole_elements(self) -> Tensor:
+        """Elements per group as whole numbers (at least 1): what rates count (``bits x elements``)."""
+        return self.elements.double().round().clamp(min=1.0)
+
     def best(self) -> tuple[Tensor, Tensor, Tensor]:
-        """``(rate, distortion, ratio index)``, each ``[groups, bits]``: the best ratio per bit-width."""
+        """``(rate, distortion, ratio index)``, each ``[groups, bits]``: the best ratio per bit-width;
+        rates count whole elements."""
         dist, idx = self.distortion.min(dim=2)
-        rate = self.elements[:, None].double() * torch.tensor(self.grid.bits, dtype=torch.float64)
+        rate = self.whole_elements()[:, None] * torch.tensor(self.grid.bits, dtype=torch.float64)
         return rate, dist.double(), idx
 
     def state(self) -> dict[str, object]:

@@ -175,7 +175,7 @@ def kind_averages(table: CurveTable, choice: np.ndarray) -> dict[str, float]:
     sums: dict[str, list[float]] = {}
     for c, start, end in zip(table.curves, table.offsets[:-1], table.offsets[1:]):
         bits = np.asarray(c.grid.bits, dtype=np.float64)[choice[start:end]]
-        elems = c.elements.double().round().clamp(min=1.0).numpy()
+        elems = c.whole_elements().numpy()
         for key in (c.kind.value, "joint"):
             acc = sums.setdefault(key, [0.0, 0.0])
             acc[0] += float((bits * elems).sum())
