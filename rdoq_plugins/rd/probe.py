@@ -2,10 +2,15 @@
 
 The model's fake quantization is switched off, so the pass is the FP model; the quantized layers
 are only the places where curves are taken.
+
+A layer input is a tensor (dim 0: the samples) or a sparse tensor in spconv's interface: its
+``.features`` ``[voxels, C]`` are what an activation quantizer sees, ``.replace_feature`` puts them
+back, and ``.indices[:, 0]`` says which sample each voxel belongs to. It is read by duck typing, so
+the core never imports spconv.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 import torch
@@ -16,11 +21,24 @@ from rdoq_plugins.modules.quant_layer import QuantLayer
 from rdoq_plugins.modules.switch import quantizers
 
 
+def layer_input(x: object, name: str) -> tuple[Tensor, Callable[[Tensor], object], Tensor | None]:
+    """``(values, put_back, sample_of_row)`` of a layer input: a tensor is its own values (rows are
+    samples: ``None``); a sparse tensor gives its features and each voxel's sample index."""
+    if isinstance(x, Tensor):
+        return x, lambda t: t, None
+    features, replace, indices = (getattr(x, a, None) for a in ("features", "replace_feature", "indices"))
+    if isinstance(features, Tensor) and callable(replace) and isinstance(indices, Tensor):
+        return features, replace, indices[:, 0].long()
+    raise TypeError(f"{name}: RD curves need a tensor input or a sparse tensor with .features, .indices and "
+                    f".replace_feature, got {type(x).__name__}")
+
+
 class InputProbe:
     """Records the input of each watched layer at every call; optionally lets a hook rewrite it.
 
     With ``track_grad``, each recorded input is a fresh autograd node (a clone, or a leaf when the
     input needs no gradient), so ``autograd.grad`` can return the gradient for this layer's use of it.
+    Sparse inputs are recorded as their features, with each row's sample in ``samples``.
     """
 
     def __init__(self, layers: Mapping[str, nn.Module], track_grad: bool, record: bool = True) -> None:
@@ -28,14 +46,13 @@ class InputProbe:
         self.track_grad = track_grad
         self.record = record
         self.calls: dict[str, list[Tensor]] = {name: [] for name in layers}
+        self.samples: dict[str, list[Tensor | None]] = {name: [] for name in layers}
         self.rewrite: dict[str, object] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def _hook(self, name: str):  # type: ignore[no-untyped-def]
         def pre_hook(module: nn.Module, args: tuple[object, ...]) -> tuple[object, ...] | None:
-            x = args[0]
-            if not isinstance(x, Tensor):
-                raise TypeError(f"{name}: RD curves need a tensor input, got {type(x).__name__}")
+            x, put_back, sample = layer_input(args[0], name)
             if self.track_grad:
                 x = x.clone() if x.requires_grad else x.detach().requires_grad_()
             fn = self.rewrite.get(name)
@@ -43,13 +60,15 @@ class InputProbe:
                 x = fn(x)  # type: ignore[operator]
             if self.record:
                 self.calls[name].append(x)
-            return (x, *args[1:])
+                self.samples[name].append(sample)
+            return (put_back(x), *args[1:])
 
         return pre_hook
 
     def clear(self) -> None:
-        for v in self.calls.values():
-            v.clear()
+        for d in (self.calls, self.samples):
+            for v in d.values():
+                v.clear()
 
     def __enter__(self) -> InputProbe:
         for name, layer in self.layers.items():
@@ -94,3 +113,12 @@ def group_sums(t: Tensor, g: PerGroup, keep: int, lead: int | None = None) -> Te
     idx = unit_index(g, channels).to(t.device)
     out = per_channel.new_zeros((*per_channel.shape[:-1], g.num_units(channels)))
     return out.index_add_(per_channel.dim() - 1, idx, per_channel)
+
+
+def per_sample(t: Tensor, sample: Tensor | None, samples: int) -> Tensor:
+    """Sums the rows (dim 1) of ``t`` ``[P, rows, ...]`` by their sample: ``[P, samples, ...]``
+    (rows already are samples when ``sample`` is None)."""
+    if sample is None:
+        return t
+    out = t.new_zeros((t.shape[0], samples, *t.shape[2:]))
+    return out.index_add_(1, sample.to(t.device), t)

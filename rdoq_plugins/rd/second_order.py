@@ -10,7 +10,8 @@ isotropic ``½κ||Δ||²`` term is kept for weights. A few backward passes per b
 Activations: the quantization error of a layer input differs per sample, so its dot product with
 the gradient is taken per sample (the first dim of the input; RoIs for RoI heads) and summed over
 the calls of a shared layer before squaring. RDOQ's public code keeps only the first sample's
-gradient of each batch.
+gradient of each batch. For a sparse input the samples are those of its voxels (``indices[:, 0]``),
+so the dot product sums over every voxel of a sample, not voxel by voxel.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from torch import Tensor, nn
 from rdoq_plugins.modules.quant_layer import QuantLayer
 from rdoq_plugins.rd.candidates import group_ranges, quantize_groups
 from rdoq_plugins.rd.curve import LayerCurve, TensorKind
-from rdoq_plugins.rd.probe import InputProbe, fp_pass, group_sums
+from rdoq_plugins.rd.probe import InputProbe, fp_pass, group_sums, per_sample
 from rdoq_plugins.rd.ranges import act_ranges
 from rdoq_plugins.rd.spec import CurveSpec
 from rdoq_plugins.rd.target import projection_loss
@@ -99,7 +100,8 @@ def second_order_curves(
             for name, xs in probe.calls.items():
                 gs = [torch.stack([grads[offset + j] for grads in per_proj]) for j in range(len(xs))]
                 offset += len(xs)
-                _accumulate_act(a_acc[name], [x.detach() for x in xs], gs, ag, a_lo[name], a_hi[name], spec)
+                _accumulate_act(a_acc[name], [x.detach() for x in xs], gs, probe.samples[name], ag, a_lo[name],
+                                a_hi[name], spec)
             count += spec.projections
     curves: dict[tuple[str, TensorKind], LayerCurve] = {}
     for name, acc in w_acc.items():
@@ -129,14 +131,16 @@ def _accumulate_weight(acc: Tensor, weight: Tensor, g: Tensor, group: Any, lo: T
         acc[i, j] += dots.double().pow(2).sum(0)
 
 
-def _accumulate_act(acc: Tensor, xs: list[Tensor], gs: list[Tensor], group: Any, lo: Tensor, hi: Tensor,
-                    spec: CurveSpec) -> None:
-    """``acc[bits, ratio, group] += Σ_p Σ_n (Σ_calls g_pn · Δ_n)²`` (per sample ``n``)."""
+def _accumulate_act(acc: Tensor, xs: list[Tensor], gs: list[Tensor], samples: Sequence[Tensor | None], group: Any,
+                    lo: Tensor, hi: Tensor, spec: CurveSpec) -> None:
+    """``acc[bits, ratio, group] += Σ_p Σ_n (Σ_calls g_pn · Δ_n)²`` (per sample ``n``; a sparse input's
+    rows are voxels, summed by their sample first)."""
+    n = max(int(s.max()) + 1 if s is not None and s.numel() else x.shape[0] for x, s in zip(xs, samples))
     for i, j, b, r in spec.act_grid:
         total: Tensor | None = None
-        for x, g in zip(xs, gs):
+        for x, g, s in zip(xs, gs, samples):
             delta = quantize_groups(x, group, lo, hi, b, r) - x
-            dots = group_sums(g * delta, group, keep=2, lead=1)  # [P, N, groups]
+            dots = per_sample(group_sums(g * delta, group, keep=2, lead=1), s, n)  # [P, N, groups]
             total = dots if total is None else total + dots
         assert total is not None
         acc[i, j] += total.double().pow(2).sum((0, 1))
