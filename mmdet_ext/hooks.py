@@ -30,6 +30,7 @@ from mmdet_ext.state import atomic_save
 from rdoq_plugins import QDropReconstructor, QuantConfig, calibrate
 from rdoq_plugins.modules import quantizers
 from rdoq_plugins.recon import ChunkCache, cache_unit, call_order
+from rdoq_plugins.recon.select import select_units
 
 STATE_FILE = "quant_state/state.pth"
 
@@ -126,7 +127,8 @@ class QDropReconHook(QuantHook):
                                "list QuantCalibHook before it (higher priority)")
         start = time.time()
         done = list(runner.resumed.get("done_units", []))
-        units = call_order(runner.model, detector_units(runner.model), runner.batches[0], runner.run)
+        units = select_units(call_order(runner.model, detector_units(runner.model), runner.batches[0], runner.run),
+                             cfg.exclude)
         todo = [u for u in units if u not in done]
         if done:
             runner.logger.info("reconstruction: resuming after %d of %d units", len(done), len(units))

@@ -43,6 +43,7 @@ from rdoq_plugins.modules import set_quant_state
 from rdoq_plugins.rd import CurveStore, apply_choice, curve_table, spec_hash
 from rdoq_plugins.rd.run import additivity, allocate_rates, compute_curves, measure_allocations, rd_layers
 from rdoq_plugins.recon import call_order, reconstruct_units
+from rdoq_plugins.recon.select import select_units
 from rdoq_plugins.report import bit_stats
 
 B = TypeVar("B")
@@ -172,7 +173,7 @@ def quantize_sparse_detector(
         if qcfg.recon is not None:
             start = time.perf_counter()
             units = sparse_units(model)
-            order = call_order(model, list(units), batches[0], run)
+            order = call_order(model, select_units(list(units), qcfg.recon.exclude), batches[0], run)
             device = next(model.parameters()).device
             on_device = qcfg.recon.keep_gpu and device.type == "cuda"
             with torch.enable_grad():

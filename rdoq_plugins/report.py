@@ -6,9 +6,9 @@ import resource
 import torch
 from torch import nn
 
-from rdoq_plugins.modules.quant_layer import QuantLayer
 from rdoq_plugins.granularity import unit_index
 from rdoq_plugins.modules import quantizers
+from rdoq_plugins.modules.quant_layer import QuantLayer
 
 
 def _elements_per_unit(layer: QuantLayer) -> torch.Tensor:

@@ -116,6 +116,8 @@ class ReconConfig:
 
     ``drop_prob`` is QDrop's name for the probability of *keeping* the quantized activation.
     ``batch_size`` images are drawn from the cache per step (the official code ignores it).
+    ``exclude``: regular expressions (full match) of unit names that are not reconstructed; their
+    weights round to nearest and their activation steps stay as calibrated.
     """
 
     iters: int = 20000
@@ -129,6 +131,7 @@ class ReconConfig:
     round_mode: RoundMode = RoundMode.LEARNED_HARD_SIGMOID
     drop_prob: float = 0.5
     early_stop: EarlyStopConfig | None = None
+    exclude: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], path: str) -> ReconConfig:
@@ -155,7 +158,20 @@ class ReconConfig:
             round_mode=RoundMode(mode),
             drop_prob=get_float(data, "drop_prob", cls.drop_prob, path, 0.0, 1.0),
             early_stop=None if early is None else EarlyStopConfig.from_dict(early, join(path, "early_stop")),
+            exclude=_patterns(data.get("exclude", []), join(path, "exclude")),
         )
+
+
+def _patterns(value: Any, path: str) -> tuple[str, ...]:
+    """A list of valid regular expressions."""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(path, "expected a list of regular expressions", value)
+    for v in value:
+        try:
+            re.compile(v)
+        except re.error as err:
+            raise ConfigError(path, f"invalid regular expression ({err})", v) from None
+    return tuple(value)
 
 
 @dataclass(frozen=True)
@@ -227,6 +243,10 @@ class QuantConfig:
         if self.recon is not None:
             out["recon"]["round_mode"] = self.recon.round_mode.value
             out["recon"]["b_range"] = list(self.recon.b_range)
+            if self.recon.exclude:  # absent when empty, so older configs keep their hashes (resume)
+                out["recon"]["exclude"] = list(self.recon.exclude)
+            else:
+                del out["recon"]["exclude"]
         out["rdoq"] = None if self.rdoq is None else self.rdoq.to_dict()
         out["overrides"] = {
             k: None if v is None else {"w_qconfig": _qdict(v.w_qconfig), "a_qconfig": _qdict(v.a_qconfig)}

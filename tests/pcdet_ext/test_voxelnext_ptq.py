@@ -168,3 +168,15 @@ def test_quantized_checkpoint_round_trip_is_strict(ptq: dict[str, Any], tmp_path
     with pytest.raises(ValueError, match="not a quantized"):
         load_quantized(_fp_model(seed=1, batches=None), tmp_path / "plain.pth")
     assert isinstance(qcfg, QuantConfig)
+
+
+def test_recon_exclude_leaves_the_head_branches_at_nearest_rounding(ptq: dict[str, Any]) -> None:
+    config = {k: v for k, v in CONFIG.items() if k != "rdoq"}
+    qcfg = load_quant_config({**config, "recon": {"iters": 2, "batch_size": 1, "exclude": [r"dense_head\..*"]}})
+    model, report = quantize_sparse_detector(copy.deepcopy(ptq["fp"]), ptq["fp"], ptq["calib"], toy.run_model,
+                                             toy.head_outputs, qcfg, images=lambda b: b["batch_size"])
+    assert report["recon"] and not any(n.startswith("dense_head.") for n in report["recon"])
+    for name, module in model.named_modules():
+        if isinstance(module, AdaRoundFakeQuantize):
+            expected = RoundingState.NEAREST if name.startswith("dense_head.") else RoundingState.HARD
+            assert module.state is expected, name

@@ -48,7 +48,7 @@ def test_reads_qdrops_own_config_file(tmp_path: Path) -> None:
 
 def test_to_dict_round_trips() -> None:
     cfg = load_quant_config({"w_qconfig": {"group_size": 16}, "overrides": {"re:.*cls": None, "a": {"a_qconfig": None}},
-                             "recon": {"early_stop": {"window": 10}}})
+                             "recon": {"early_stop": {"window": 10}, "exclude": ["bbox_head\\..*"]}})
     assert QuantConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.w_qconfig.granularity == PerGroup(0, 16)
 
@@ -78,6 +78,8 @@ BAD = [
     ({"recon": {"round_mode": "learned_sigmoid"}}, "recon.round_mode", "learned_hard_sigmoid"),
     ({"recon": {"keep_gpu": "yes"}}, "recon.keep_gpu", "true, false"),
     ({"recon": {"early_stop": {"patience": 3}}}, "recon.early_stop.patience", "min_rel_improvement"),
+    ({"recon": {"exclude": "bbox_head"}}, "recon.exclude", "expected a list of regular expressions"),
+    ({"recon": {"exclude": ["(["]}}, "recon.exclude", "invalid regular expression"),
     ({"w_qconfig": {"quantizer": "LSQFakeQuantise"}}, "w_qconfig.quantizer", "did you mean 'LSQFakeQuantize'"),
     ({"a_qconfig": {"quantizer": "AdaRoundFakeQuantize"}}, "a_qconfig.quantizer", "quantizes weights only"),
     ({"a_qconfig": {"observer": "MSE"}}, "a_qconfig.observer", "MSEObserver"),
