@@ -26,12 +26,13 @@ from torch import nn
 from tqdm import tqdm
 
 from mmdet_ext.calib_data import calib_batches, calib_dataset, calib_options, check_calib_size
-from mmdet_ext.detector import DetectorRun, check_heads, quantize_detector
+from mmdet_ext.detector import DetectorRun, check_heads, detector_units, quantize_detector
 from mmdet_ext.dist import gather_results, rank_and_world
 from mmdet_ext.hooks import QuantContext
 from mmdet_ext.quant_section import EXTRA_KEYS, hook_configs, merge_quant_section, parse_quant_section
 from mmdet_ext.state import checkpoint_identity, config_hash, is_quantized, load_strict, read_checkpoint
 from rdoq_plugins import QuantConfig, fuse_conv_bn
+from rdoq_plugins.recon.select import select_units
 
 logger = logging.getLogger("rdoq_plugins")
 
@@ -151,6 +152,8 @@ def quantize(prep: Prepared, hooks: list[dict[str, Any]] | None = None) -> Quant
         p.requires_grad_(False)
     model = copy.deepcopy(fp_model)
     quantize_detector(model, prep.qcfg, prep.heads)
+    if prep.qcfg.recon is not None:  # recon.exclude names real units: checked before calibration
+        select_units(detector_units(model), prep.qcfg.recon.exclude)
     random.seed(prep.calib["seed"])
     np.random.seed(prep.calib["seed"])
     batches = calib_batches(prep.calib_dataset, prep.qcfg.calibrate, prep.calib["samples_per_gpu"],

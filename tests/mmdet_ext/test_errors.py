@@ -38,6 +38,8 @@ def test_checkpoint_keys_that_do_not_match(make_config: Callable[..., Path], ran
     ("quant = dict(calibrate=4, heads=dict(bbox_head=False))", "heads.bbox_head: this detector has no such head.*rpn_head, roi_head"),
     ("quant = dict(hooks=[dict(type='QDropRecon')])", "hooks\\[0\\].type: not in mmcv's HOOKS registry.*QDropReconHook"),
     ("quant = dict(calib=dict(split='val'))", "calib.split: unknown value; got .val.; allowed: test, train"),
+    ("quant = dict(calibrate=4, recon=dict(exclude=['bbox_head.*']))",
+     "recon.exclude: matches no reconstruction unit; got .bbox_head"),
 ])
 def test_bad_quant_section(make_config: Callable[..., Path], random_checkpoint: Callable[[str], Path], tmp_path: Path,
                            quant: str, match: str) -> None:
