@@ -18,26 +18,14 @@ from typing import Any
 from mmcv.runner import HOOKS
 
 from rdoq_plugins.config import ConfigError, QuantConfig
-from rdoq_plugins.config.load import read_yaml_mapping
+from rdoq_plugins.config.load import merge_quant_section as merge_quant
 
 EXTRA_KEYS = ("heads", "calib", "hooks")
 
 
-def _plain(obj: Any) -> Any:
-    """mmcv ConfigDicts to plain dicts / lists."""
-    if isinstance(obj, Mapping):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
-
-
 def merge_quant_section(section: Mapping[str, Any] | None, quant_config: Path | None) -> dict[str, Any]:
     """The config's ``quant`` section with the YAML file's top-level keys laid over it."""
-    data = _plain(section or {})
-    if quant_config is not None:
-        data.update(read_yaml_mapping(quant_config, "--quant-config"))
-    return data
+    return merge_quant(section, quant_config, "--quant-config")
 
 
 def parse_quant_section(data: Mapping[str, Any]) -> QuantConfig:

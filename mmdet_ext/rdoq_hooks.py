@@ -38,11 +38,10 @@ from rdoq_plugins.rd import (
     curve_table,
     spec_hash,
 )
-from rdoq_plugins.rd.plots import plot_bit_heatmap, plot_curves
+from rdoq_plugins.rd.alloc_output import alloc_summary, write_allocations
 from rdoq_plugins.rd.run import (
     KINDS,
     RateAllocation,
-    additivity,
     allocate_rates,
     compute_curves,
     measure_allocations,
@@ -139,17 +138,9 @@ def run_allocation(runner: QuantContext, cfg: RDOQConfig) -> tuple[CurveTable, l
     allocs = allocate_rates(table, cfg)
     if cfg.additivity:
         measure_allocations(runner.model, layers, table, allocs, curve_batches(runner, cfg), runner.run.targets)
-    summary = {"target": cfg.target.value, "solver": cfg.solver, "estimator": cfg.estimator.value,
-               "apply_rate": cfg.apply_rate, "elements": table.elements, "groups": int(len(table.rate)),
-               "rates": [a.summary() for a in allocs], "additivity": additivity(allocs),
-               "curves": runner.rdoq.get("curve_info", {})}
+    summary = alloc_summary(cfg, table, allocs, runner.rdoq.get("curve_info", {}))
     if runner.rank == 0:
-        out = runner.work_dir / ALLOC_DIR
-        for a in allocs:
-            record = {**a.summary(), "choice": a.choice.tolist()}
-            atomic_write_text(json.dumps(record) + "\n", out / f"rate_{a.target_rate:g}.json")
-        plot_curves(table.curves, out / "rd_curves.png")
-        plot_bit_heatmap(table, {a.target_rate: a.choice for a in allocs}, out / "bits_heatmap.png")
+        write_allocations(runner.work_dir / ALLOC_DIR, table, allocs)
     return table, allocs, summary
 
 

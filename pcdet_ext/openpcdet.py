@@ -69,14 +69,13 @@ from rdoq_plugins import QuantConfig, fuse_conv_bn
 from rdoq_plugins.cli_flags import OPENPCDET_INSTALL, rdoq_from_flags
 from rdoq_plugins.config import ConfigError, RDOQConfig
 from rdoq_plugins.config.errors import check_keys, get_bool, get_choice, get_int
-from rdoq_plugins.config.load import read_yaml_mapping
+from rdoq_plugins.config.load import merge_quant_section, plain
 from rdoq_plugins.files import atomic_write_text, load_strict
 from rdoq_plugins.modules.quant_layer import QuantLayer
 from rdoq_plugins.rd import apply_choice, curve_table
-from rdoq_plugins.rd.plots import plot_bit_heatmap, plot_curves
+from rdoq_plugins.rd.alloc_output import alloc_summary, write_allocations
 from rdoq_plugins.rd.run import (
     KINDS,
-    additivity,
     allocate_rates,
     compute_curves,
     measure_allocations,
@@ -188,15 +187,6 @@ def load_pcdet_config(pcdet: SimpleNamespace, cfg_path: str | Path, set_cfgs: Se
     return cfg
 
 
-def plain(obj: Any) -> Any:
-    """EasyDicts (and tuples) to plain dicts and lists."""
-    if isinstance(obj, Mapping):
-        return {k: plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [plain(v) for v in obj]
-    return obj
-
-
 def quant_section(cfg: Mapping[str, Any], quant_cfg: Path | None) -> dict[str, Any]:
     """The config's ``QUANT`` section with ``--quant_cfg``'s top-level keys laid over it."""
     for key in cfg:
@@ -206,10 +196,7 @@ def quant_section(cfg: Mapping[str, Any], quant_cfg: Path | None) -> dict[str, A
     section = cfg.get(QUANT_KEY)
     if section is not None and not isinstance(section, Mapping):
         raise ConfigError(QUANT_KEY, "expected a mapping", section)
-    data = plain(section or {})
-    if quant_cfg is not None:
-        data.update(read_yaml_mapping(quant_cfg, "--quant_cfg"))
-    return data
+    return merge_quant_section(section, quant_cfg, "--quant_cfg")
 
 
 def calib_options(section: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -761,20 +748,11 @@ def allocate(prep: Prepared, cfg: RDOQConfig) -> dict[str, Any]:
         measure_allocations(model, layers, table, allocs, batches, outputs)
     for a in allocs:
         a.layer_bits = apply_choice(layers, table, a.choice)
-    summary = {"target": cfg.target.value, "solver": cfg.solver, "estimator": cfg.estimator.value,
-               "apply_rate": cfg.apply_rate, "elements": table.elements, "groups": len(table.rate),
-               "rates": [a.summary() for a in allocs], "additivity": additivity(allocs), "curves": str(store.dir)}
+    summary = alloc_summary(cfg, table, allocs, str(store.dir))
     if prep.rank == 0:
         out = prep.work_dir / ALLOC_DIR
-        for a in allocs:
-            atomic_write_text(json.dumps({**a.summary(), "choice": a.choice.tolist()}) + "\n",
-                              out / f"rate_{a.target_rate:g}.json")
         atomic_write_text(json.dumps(summary, indent=2) + "\n", out / "summary.json")
-        try:
-            plot_curves(table.curves, out / "rd_curves.png")
-            plot_bit_heatmap(table, {a.target_rate: a.choice for a in allocs}, out / "bits_heatmap.png")
-        except ImportError as err:  # matplotlib is optional on the OpenPCDet side
-            logger.warning("no plots (%s)", err)
+        write_allocations(out, table, allocs, optional_plots=True)  # matplotlib is optional here
     return summary
 
 

@@ -24,6 +24,24 @@ def read_yaml_mapping(path: Path, key: str = "<file>") -> dict[str, Any]:
     return dict(data)
 
 
+def plain(obj: Any) -> Any:
+    """Framework config objects (mmcv ConfigDict, EasyDict, tuples) as plain dicts and lists."""
+    if isinstance(obj, Mapping):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    return obj
+
+
+def merge_quant_section(section: Mapping[str, Any] | None, quant_file: Path | None, flag: str) -> dict[str, Any]:
+    """A framework config's quant section with the YAML file's top-level keys laid over it (errors
+    about the file name ``flag``, e.g. ``--quant-config``)."""
+    data = plain(section or {})
+    if quant_file is not None:
+        data.update(read_yaml_mapping(quant_file, flag))
+    return data
+
+
 def load_quant_config(
     source: str | Path | Mapping[str, Any] | QuantConfig | None,
     extra_keys: Collection[str] = (),
