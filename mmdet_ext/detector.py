@@ -17,6 +17,7 @@ from mmdet.core import bbox2roi
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck
 from torch import Tensor, nn
 
+from mmdet_ext.head_levels import split_head_levels
 from rdoq_plugins import ActPosition, QuantConfig, QuantLayer, quantize_model
 from rdoq_plugins.config import ConfigError
 
@@ -43,11 +44,14 @@ def check_heads(model: nn.Module, heads: Mapping[str, Any]) -> dict[str, bool]:
 
 
 def quantize_detector(model: nn.Module, qcfg: QuantConfig, heads: Mapping[str, bool]) -> dict[str, QuantLayer]:
-    """Swaps the detector's layers for quantized ones (BN must be folded already)."""
+    """Swaps the detector's layers for quantized ones (BN must be folded already); with the
+    ``per_level_act`` key, dense heads get one input quantizer per FPN level."""
     off = tuple(f"{h}." for h, on in heads.items() if not on)
     wrapped = quantize_model(model, qcfg, ActPosition.INPUT, include=lambda name, _: not name.startswith(off))
     if not wrapped:
         raise ConfigError("overrides", "no layer of the model is left to quantize", dict(heads))
+    if qcfg.extra.get("per_level_act", False):  # absent in quantized checkpoints from before the key
+        split_head_levels(model, heads)
     return wrapped
 
 

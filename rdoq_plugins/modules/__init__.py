@@ -1,6 +1,14 @@
 """Quantized layers, the layer extension point, BN folding and the quantization switch."""
 from rdoq_plugins.modules.fold_bn import fold_bn, fuse_conv_bn
 from rdoq_plugins.modules.layer_map import quant_layer_for, register_quant_layer
+from rdoq_plugins.modules.level_quantizer import (
+    LevelCursor,
+    LevelQuantizer,
+    at_levels,
+    cursor_levels,
+    level_cursors,
+    split_levels,
+)
 from rdoq_plugins.modules.quant_layer import (
     QuantAct,
     QuantConv1d,
@@ -14,19 +22,25 @@ from rdoq_plugins.modules.switch import quantizers, set_observer_state, set_quan
 
 __all__ = [
     "ActPosition",
+    "LevelCursor",
+    "LevelQuantizer",
     "QuantAct",
     "QuantConv1d",
     "QuantConv2d",
     "QuantConv3d",
     "QuantLayer",
     "QuantLinear",
+    "at_levels",
     "build_quantizer",
+    "cursor_levels",
     "fold_bn",
     "fuse_conv_bn",
+    "level_cursors",
     "quant_layer_for",
     "quantize_model",
     "quantizers",
     "register_quant_layer",
     "set_observer_state",
     "set_quant_state",
+    "split_levels",
 ]

@@ -8,13 +8,16 @@ wrapper class only says how to run the layer with a given weight (``forward_with
 """
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from rdoq_plugins.quant.fake_quantize import FakeQuantize
+
+if TYPE_CHECKING:
+    from rdoq_plugins.modules.level_quantizer import LevelQuantizer
 
 L = TypeVar("L", bound="QuantLayer")
 
@@ -24,14 +27,15 @@ class QuantLayer(nn.Module):
 
     Attributes:
         weight_quantizer: quantizes ``self.weight``, or None to keep the weight FP.
-        input_quantizer: quantizes the layer input, or None.
+        input_quantizer: quantizes the layer input, or None (a :class:`~rdoq_plugins.modules.
+            level_quantizer.LevelQuantizer` in a layer shared across pyramid levels).
         output_quantizer: quantizes the layer output, or None.
         weight_out_axis: the output-channel axis of ``self.weight`` (0 for conv, linear, spconv).
     """
 
     weight_out_axis: int = 0
     weight_quantizer: FakeQuantize | None
-    input_quantizer: FakeQuantize | None
+    input_quantizer: FakeQuantize | LevelQuantizer | None
     output_quantizer: FakeQuantize | None
 
     @classmethod

@@ -77,8 +77,8 @@ def apply_choice(layers: Mapping[str, QuantLayer], table: CurveTable, choice: np
             torch.arange(end - start), pick]]
         layer = layers[c.layer]
         q = layer.weight_quantizer if c.kind is TensorKind.WEIGHT else layer.input_quantizer
-        if q is None:
-            raise ValueError(f"{c.layer} has no {c.kind.value} quantizer to apply the allocation to")
+        if not isinstance(q, FakeQuantize):
+            raise ValueError(f"{c.layer} has no single {c.kind.value} quantizer to apply the allocation to")
         channels = int(layer.weight.shape[0]) if c.kind is TensorKind.WEIGHT else _input_channels(layer)  # type: ignore[union-attr]
         set_group_grid(q, c, channels, bits, ratios)
         averages[f"{c.layer}:{c.kind.value}"] = float((bits.double() * c.elements).sum() / c.elements.sum())

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from rdoq_plugins.alloc import RDTable, allocate
 from rdoq_plugins.config import QuantConfig
 from rdoq_plugins.config.rdoq import Estimator, RDOQConfig, Target
+from rdoq_plugins.modules.level_quantizer import LevelQuantizer
 from rdoq_plugins.modules.quant_layer import QuantLayer
 from rdoq_plugins.quant.fake_quantize import FakeQuantize
 from rdoq_plugins.rd.apply import CurveTable, apply_choice, predicted_distortion
@@ -63,6 +64,9 @@ def rd_layers(layers: Mapping[str, QuantLayer], qcfg: QuantConfig) -> dict[str, 
             continue
         if TensorKind.ACT in kinds and (layer.input_quantizer is None or a is None or a.bit != qcfg.a_qconfig.bit):
             continue
+        if TensorKind.ACT in kinds and isinstance(layer.input_quantizer, LevelQuantizer):
+            raise ValueError(f"rdoq: {name} quantizes its input per pyramid level; activation bit allocation "
+                             "needs one input quantizer per layer (switch per-level quantizers off)")
         out[name] = layer
     if not out:
         raise ValueError("rdoq: no quantized layer is left to allocate bits to (all are overridden or FP)")
@@ -165,8 +169,8 @@ def measure_allocations(model: nn.Module, layers: Mapping[str, QuantLayer], tabl
 
 def _quantizer(layer: QuantLayer, kind: TensorKind) -> FakeQuantize:
     q = layer.weight_quantizer if kind is TensorKind.WEIGHT else layer.input_quantizer
-    if q is None:
-        raise ValueError(f"layer has no {kind.value} quantizer")
+    if not isinstance(q, FakeQuantize):
+        raise ValueError(f"layer has no single {kind.value} quantizer")
     return q
 
 

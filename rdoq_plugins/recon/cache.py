@@ -97,12 +97,15 @@ class ChunkCache:
         self._files: list[Path | None] = []
         self._rows: list[int] = []
         self._whole: list[bool] = []  # chunks drawn whole (added with a context)
+        self._tags: list[Any] = []  # each chunk's tag (e.g. the pyramid levels of its call), in memory
         self.bytes_in_memory = 0
         self.bytes_on_disk = 0
 
-    def add(self, quant_in: Tensor, fp_in: Tensor, fp_out: Tensor, context: Any = None) -> None:
+    def add(self, quant_in: Tensor, fp_in: Tensor, fp_out: Tensor, context: Any = None, tag: Any = None) -> None:
         """Stores one chunk; with a ``context`` (a plain structure of tensors and values, see
-        :class:`~rdoq_plugins.recon.unit_io.UnitIO`) the chunk is one sample, drawn whole."""
+        :class:`~rdoq_plugins.recon.unit_io.UnitIO`) the chunk is one sample, drawn whole. ``tag``
+        is a small value returned with the chunk by :meth:`sample_tagged` (the pyramid levels its
+        call ran at, for :class:`~rdoq_plugins.modules.LevelQuantizer`)."""
         if context is None and not len(quant_in) == len(fp_in) == len(fp_out):
             raise ValueError("a chunk's tensors disagree on the number of samples")
         if context is not None and quant_in.shape != fp_in.shape:
@@ -127,6 +130,7 @@ class ChunkCache:
             self.bytes_on_disk += size
         self._rows.append(1 if context is not None else len(quant_in))
         self._whole.append(context is not None)
+        self._tags.append(tag)
 
     def __len__(self) -> int:
         return sum(self._rows)
@@ -159,14 +163,18 @@ class ChunkCache:
     def sample(self, batch_size: int, generator: torch.Generator) -> Chunk:
         """``batch_size`` random samples of one random chunk (fewer if the chunk is smaller; a
         chunk added with a context is returned whole)."""
+        return self.sample_tagged(batch_size, generator)[0]
+
+    def sample_tagged(self, batch_size: int, generator: torch.Generator) -> tuple[Chunk, Any]:
+        """:meth:`sample` and the tag its chunk was added with."""
         if not self._rows:
             raise RuntimeError("sample() from an empty cache")
         i = int(torch.randint(self.num_chunks, (1,), generator=generator))
         q, f, o = self.chunk(i)
         if len(q) <= batch_size or self._whole[i]:
-            return q, f, o
+            return (q, f, o), self._tags[i]
         idx = torch.randperm(len(q), generator=generator)[:batch_size].to(q.device)
-        return q[idx], f[idx], o[idx]
+        return (q[idx], f[idx], o[idx]), self._tags[i]
 
     def close(self) -> None:
         """Frees memory and removes the spill files."""
@@ -175,6 +183,7 @@ class ChunkCache:
         self._files.clear()
         self._rows.clear()
         self._whole.clear()
+        self._tags.clear()
         if self._spill is not None:
             shutil.rmtree(self._spill, ignore_errors=True)
             self._spill = None

@@ -14,8 +14,9 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from rdoq_plugins.modules.level_quantizer import cursor_levels, level_cursors
 from rdoq_plugins.recon.cache import ChunkCache
-from rdoq_plugins.recon.capture import capture_calls
+from rdoq_plugins.recon.capture import Call, capture_calls
 from rdoq_plugins.recon.reconstruct import QDropReconstructor, ReconStats
 from rdoq_plugins.recon.unit_io import UnitIO
 
@@ -33,24 +34,39 @@ def cache_unit(
     io: UnitIO | None = None,
 ) -> ChunkCache:
     """Fills ``cache`` with ``(quant_in, fp_in, fp_out)`` of unit ``name`` for every batch and call
-    (through ``io`` for units whose inputs and outputs are not tensors, with each call's context)."""
+    (through ``io`` for units whose inputs and outputs are not tensors, with each call's context).
+    A unit with per-level input quantizers tags each call with the pyramid levels it ran at."""
     unit_q, unit_fp = model.get_submodule(name), fp_model.get_submodule(name)
+    cursors = level_cursors(unit_q)
+    levels: list[tuple[int | None, ...]] = []  # per quantized call: its pyramid levels (LevelQuantizer)
+    note = unit_q.register_forward_pre_hook(lambda *_: levels.append(cursor_levels(cursors))) if cursors else None
     calls: int | None = None
-    for batch in batches:
-        fp = capture_calls(fp_model, unit_fp, batch, run, with_output=True, num_calls=calls, io=io)
-        calls = len(fp)
-        quant = capture_calls(model, unit_q, batch, run, with_output=False, num_calls=calls, io=io)
-        for (q_in, _), (f_in, f_out) in zip(quant, fp):
-            assert f_out is not None
-            if io is not None:
-                q_t, f_t, o_t, context = io.chunk(unit_q, q_in, f_in, f_out)
-                cache.add(q_t, f_t, o_t, context=context)
-                continue
-            if q_in.shape != f_in.shape:
-                raise RuntimeError(f"{name}: quantized and FP inputs differ in shape, "
-                                   f"{tuple(q_in.shape)} vs {tuple(f_in.shape)}")
-            cache.add(q_in, f_in, f_out)
+    try:
+        for batch in batches:
+            fp = capture_calls(fp_model, unit_fp, batch, run, with_output=True, num_calls=calls, io=io)
+            calls = len(fp)
+            levels.clear()
+            quant = capture_calls(model, unit_q, batch, run, with_output=False, num_calls=calls, io=io)
+            _add_calls(name, cache, unit_q, quant, fp, levels if cursors else [None] * len(quant), io)
+    finally:
+        if note is not None:
+            note.remove()
     return cache
+
+
+def _add_calls(name: str, cache: ChunkCache, unit_q: nn.Module, quant: list[Call], fp: list[Call],
+               tags: Sequence[Any], io: UnitIO | None) -> None:
+    """One batch's captured calls into ``cache`` (``tags``: each call's pyramid levels, or None)."""
+    for (q_in, _), (f_in, f_out), tag in zip(quant, fp, tags, strict=True):
+        assert f_out is not None
+        if io is not None:
+            q_t, f_t, o_t, context = io.chunk(unit_q, q_in, f_in, f_out)
+            cache.add(q_t, f_t, o_t, context=context, tag=tag)
+            continue
+        if q_in.shape != f_in.shape:
+            raise RuntimeError(f"{name}: quantized and FP inputs differ in shape, "
+                               f"{tuple(q_in.shape)} vs {tuple(f_in.shape)}")
+        cache.add(q_in, f_in, f_out, tag=tag)
 
 
 def reconstruct_units(

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from rdoq_plugins.config.schema import ReconConfig
+from rdoq_plugins.modules.level_quantizer import at_levels, level_cursors
 from rdoq_plugins.modules.quant_layer import QuantLayer
 from rdoq_plugins.modules.switch import quantizers, set_quant_state
 from rdoq_plugins.quant.adaround import AdaRoundFakeQuantize, RoundMode
@@ -116,19 +117,26 @@ class QDropReconstructor:
         for q in act_qs:
             q.set_keep_prob(cfg.drop_prob)
             q.train()
+        cursors = level_cursors(unit)
+        if cursors and io is not None:
+            raise NotImplementedError("per-level input quantizers in a unit with a UnitIO")
         losses: list[float] = []
         stopped = False
         loop = range(cfg.iters)
         bar = progress(loop) if progress is not None else loop
         try:
             for t in bar:
-                context = None
-                if io is None:
-                    q_in, fp_in, fp_out = cache.sample(cfg.batch_size, generator)
-                else:
+                context, levels = None, ()
+                if io is not None:
                     q_in, fp_in, fp_out, context = cache.sample_chunk(generator)  # type: ignore[attr-defined]
+                elif cursors:  # replay the call at the pyramid levels it was cached at
+                    (q_in, fp_in, fp_out), levels = cache.sample_tagged(cfg.batch_size, generator)  # type: ignore[attr-defined]
+                else:
+                    q_in, fp_in, fp_out = cache.sample(cfg.batch_size, generator)
                 x = qdrop_mix(fp_in, q_in, cfg.drop_prob) if cfg.drop_prob < 1.0 else q_in
-                rec = output_error(unit(x) if io is None else io.run(unit, x, context), fp_out)
+                with at_levels(cursors, levels if cursors else ()):
+                    out = unit(x) if io is None else io.run(unit, x, context)
+                rec = output_error(out, fp_out)
                 loss = rec
                 lam = schedule.lam(t)
                 if lam > 0 and rounding:
