@@ -82,6 +82,8 @@ def test_rpn_head_levels_and_the_switch(make_config: Callable[..., Path]) -> Non
     quantize_detector(model, parse_quant_section({}), check_heads(model, {}))
     assert set(_levels(model, "rpn_head")) == {"rpn_conv", "rpn_cls", "rpn_reg"}
     assert _levels(model, "roi_head") == {}  # RoI features mix the levels: one quantizer
-    plain = _model(make_config, "faster_rcnn_r50_narrow_digits.py")
-    quantize_detector(plain, parse_quant_section({"per_level_act": False}), check_heads(plain, {}))
-    assert _levels(plain, "rpn_head") == {}
+    for qcfg in (parse_quant_section({"per_level_act": False}),
+                 load_quant_config({})):  # a quantized checkpoint's config from before the key: shared
+        plain = _model(make_config, "faster_rcnn_r50_narrow_digits.py")
+        quantize_detector(plain, qcfg, check_heads(plain, {}))
+        assert _levels(plain, "rpn_head") == {}
