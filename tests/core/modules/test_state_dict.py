@@ -6,14 +6,7 @@ import io
 import torch
 from torch import nn
 
-from rdoq_plugins import (
-    PerGroup,
-    QDropReconstructor,
-    TensorCache,
-    calibrate,
-    load_quant_config,
-    quantize_model,
-)
+from rdoq_plugins import PerGroup, QDropReconstructor, TensorCache, calibrate, load_quant_config, quantize_model
 from rdoq_plugins.config import ReconConfig
 
 
