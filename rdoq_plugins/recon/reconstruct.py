@@ -134,7 +134,7 @@ class QDropReconstructor:
                 else:
                     q_in, fp_in, fp_out = cache.sample(cfg.batch_size, generator)
                 x = qdrop_mix(fp_in, q_in, cfg.drop_prob) if cfg.drop_prob < 1.0 else q_in
-                with at_levels(cursors, levels if cursors else ()):
+                with at_levels(cursors, levels):
                     out = unit(x) if io is None else io.run(unit, x, context)
                 rec = output_error(out, fp_out)
                 loss = rec
