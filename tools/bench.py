@@ -27,10 +27,6 @@ MODELS = {
     "retinanet": ("configs/bench/retinanet_r50_narrow_digits.py", "checkpoints/retinanet_r50_narrow_digits.pth"),
 }
 METHODS = ("minmax", "qdrop", "rdoq", "rdoq+qdrop", "rdoq-measured")
-# Units left out of QDrop reconstruction, per model (``recon.exclude``). None since reconstruction units
-# are ConvModules (conv + ReLU): RetinaNet QDrop W4A4 reconstructs its head to 0.614, against 0.604 with
-# the head left out and 0.585 with each tower conv fitted on its pre-ReLU output.
-RECON_EXCLUDE: dict[str, list[str]] = {"faster_rcnn": [], "retinanet": []}
 MEASURED_BITS = (3,)  # rdoq-measured runs at these average weight bits only
 MINMAX_W = {"quantizer": "FixedFakeQuantize", "observer": "MinMaxObserver", "ch_axis": 0}
 MINMAX_A = {"quantizer": "FixedFakeQuantize", "observer": "AvgMinMaxObserver"}
@@ -39,8 +35,7 @@ RD_CURVES = {"weight_group": 16, "weight_bits": list(range(9)), "weight_ratios":
              "projections": 8}
 
 
-def quant_section(method: str, w_bits: int, a_bits: int, iters: int, calibrate: int,
-                  exclude: list[str] | None = None) -> dict[str, Any]:
+def quant_section(method: str, w_bits: int, a_bits: int, iters: int, calibrate: int) -> dict[str, Any]:
     """The quant config of one bench row (first conv: 8-bit weights, FP image, as QDrop)."""
     section: dict[str, Any] = {
         "calibrate": calibrate,
@@ -48,9 +43,10 @@ def quant_section(method: str, w_bits: int, a_bits: int, iters: int, calibrate: 
     }
     recon = "qdrop" in method
     if recon:
+        # Every unit is reconstructed, the heads too. Since units are ConvModules (conv + ReLU), RetinaNet
+        # QDrop W4A4 reconstructs its head to 0.614, against 0.604 with the head left out (recon.exclude)
+        # and 0.585 with each tower conv fitted on its pre-ReLU output.
         section.update(w_qconfig={"bit": w_bits}, a_qconfig={"bit": a_bits}, recon={"iters": iters, "keep_gpu": False})
-        if exclude:
-            section["recon"]["exclude"] = list(exclude)
         # RetinaHead (focal loss): QDrop's Lp-optimal ranges clip the tower and predictor outliers the
         # scores depend on (MSE-initialised W4A4 PTQ: 0.461 vs min-max 0.553), so the head starts from
         # min-max ranges; matches no layer of Faster R-CNN.
@@ -73,8 +69,6 @@ def quant_section(method: str, w_bits: int, a_bits: int, iters: int, calibrate: 
 def work_dir(model: str, method: str, w_bits: int, a_bits: int, args: argparse.Namespace) -> Path:
     """One folder per row and settings (a changed setting never reuses a stale result)."""
     iters = f"_i{args.iters}" if "qdrop" in method else ""
-    if "qdrop" in method and RECON_EXCLUDE[model]:
-        iters += "_xheads"
     return args.work_root / f"{model}_{method.replace('+', '_')}_w{w_bits}a{a_bits}_c{args.calibrate}{iters}"
 
 
@@ -87,7 +81,7 @@ def run(model: str, method: str, w_bits: int, a_bits: int, args: argparse.Namesp
     if not report_file.is_file() and args.no_run:
         return None
     if not report_file.is_file():
-        section = quant_section(method, w_bits, a_bits, args.iters, args.calibrate, RECON_EXCLUDE[model])
+        section = quant_section(method, w_bits, a_bits, args.iters, args.calibrate)
         if "rdoq" in section:  # one curve folder per model and estimator, shared by its rows
             shared = args.work_root / f"{model}_rd_curves_{section['rdoq']['estimator']}"
             shared.mkdir(parents=True, exist_ok=True)

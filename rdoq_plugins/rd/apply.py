@@ -76,9 +76,7 @@ def apply_choice(layers: Mapping[str, QuantLayer], table: CurveTable, choice: np
         ratios = torch.tensor(c.grid.ratios, dtype=c.lo.dtype)[torch.as_tensor(table.ratio_index[start:end])[
             torch.arange(end - start), pick]]
         layer = layers[c.layer]
-        q = layer.weight_quantizer if c.kind is TensorKind.WEIGHT else layer.input_quantizer
-        if not isinstance(q, FakeQuantize):
-            raise ValueError(f"{c.layer} has no single {c.kind.value} quantizer to apply the allocation to")
+        q = allocated_quantizer(layer, c.kind, c.layer)
         channels = int(layer.weight.shape[0]) if c.kind is TensorKind.WEIGHT else _input_channels(layer)  # type: ignore[union-attr]
         set_group_grid(q, c, channels, bits, ratios)
         averages[f"{c.layer}:{c.kind.value}"] = float((bits.double() * c.elements).sum() / c.elements.sum())
@@ -90,6 +88,14 @@ def _input_channels(layer: nn.Module) -> int:
         if hasattr(layer, attr):
             return int(getattr(layer, attr))
     raise ValueError(f"cannot tell the input channels of {type(layer).__name__}")
+
+
+def allocated_quantizer(layer: QuantLayer, kind: TensorKind, name: str) -> FakeQuantize:
+    """The quantizer of ``layer`` that an allocation of ``kind`` sets (its weight or input one)."""
+    q = layer.weight_quantizer if kind is TensorKind.WEIGHT else layer.input_quantizer
+    if not isinstance(q, FakeQuantize):
+        raise ValueError(f"{name} has no single {kind.value} quantizer to apply the allocation to")
+    return q
 
 
 def set_group_grid(q: FakeQuantize, curve: LayerCurve, channels: int, bits: torch.Tensor,

@@ -21,8 +21,7 @@ from rdoq_plugins.config import QuantConfig
 from rdoq_plugins.config.rdoq import Estimator, RDOQConfig, Target
 from rdoq_plugins.modules.level_quantizer import LevelQuantizer
 from rdoq_plugins.modules.quant_layer import QuantLayer
-from rdoq_plugins.quant.fake_quantize import FakeQuantize
-from rdoq_plugins.rd.apply import CurveTable, apply_choice, predicted_distortion
+from rdoq_plugins.rd.apply import CurveTable, allocated_quantizer, apply_choice, predicted_distortion
 from rdoq_plugins.rd.candidates import CandidateGrid
 from rdoq_plugins.rd.curve import LayerCurve, TensorKind
 from rdoq_plugins.rd.measured import measured_curves
@@ -157,7 +156,7 @@ def measure_allocations(model: nn.Module, layers: Mapping[str, QuantLayer], tabl
     distortions."""
     with fp_pass(model):
         fp = [[y.detach().clone() for y in outputs(model, b)] for b in batches]
-        allocated = [_quantizer(layers[c.layer], c.kind) for c in table.curves]
+        allocated = [allocated_quantizer(layers[c.layer], c.kind, c.layer) for c in table.curves]
         for a in allocs:
             apply_choice(layers, table, a.choice)
             for q in allocated:
@@ -165,13 +164,6 @@ def measure_allocations(model: nn.Module, layers: Mapping[str, QuantLayer], tabl
             a.measured = sum(output_distortion(f, outputs(model, b)) for f, b in zip(fp, batches)) / len(batches)
             for q in allocated:
                 q.enable_fake_quant(False)
-
-
-def _quantizer(layer: QuantLayer, kind: TensorKind) -> FakeQuantize:
-    q = layer.weight_quantizer if kind is TensorKind.WEIGHT else layer.input_quantizer
-    if not isinstance(q, FakeQuantize):
-        raise ValueError(f"layer has no single {kind.value} quantizer")
-    return q
 
 
 def kind_averages(table: CurveTable, choice: np.ndarray) -> dict[str, float]:
