@@ -118,6 +118,9 @@ class ReconConfig:
     ``batch_size`` images are drawn from the cache per step (the official code ignores it).
     ``exclude``: regular expressions (full match) of unit names that are not reconstructed; their
     weights round to nearest and their activation steps stay as calibrated.
+    ``bias_lr``: Adam learning rate of the unit's layer biases; 0 (QDrop's setting) keeps them fixed.
+    Learning them is bias correction (Nagel et al., ICCV 2019) inside the reconstruction: integer
+    kernels keep biases in 32 bits, so a learned bias costs nothing at deployment.
     """
 
     iters: int = 20000
@@ -132,6 +135,7 @@ class ReconConfig:
     drop_prob: float = 0.5
     early_stop: EarlyStopConfig | None = None
     exclude: tuple[str, ...] = ()
+    bias_lr: float = 0.0
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], path: str) -> ReconConfig:
@@ -159,6 +163,7 @@ class ReconConfig:
             drop_prob=get_float(data, "drop_prob", cls.drop_prob, path, 0.0, 1.0),
             early_stop=None if early is None else EarlyStopConfig.from_dict(early, join(path, "early_stop")),
             exclude=_patterns(data.get("exclude", []), join(path, "exclude")),
+            bias_lr=get_float(data, "bias_lr", cls.bias_lr, path, 0.0),
         )
 
 
@@ -247,6 +252,8 @@ class QuantConfig:
                 out["recon"]["exclude"] = list(self.recon.exclude)
             else:
                 del out["recon"]["exclude"]
+            if not self.recon.bias_lr:  # the same for bias_lr at its default
+                del out["recon"]["bias_lr"]
         out["rdoq"] = None if self.rdoq is None else self.rdoq.to_dict()
         out["overrides"] = {
             k: None if v is None else {"w_qconfig": _qdict(v.w_qconfig), "a_qconfig": _qdict(v.a_qconfig)}

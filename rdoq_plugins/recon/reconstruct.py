@@ -49,6 +49,12 @@ def _adaround_quantizers(unit: nn.Module) -> Iterator[tuple[QuantLayer, AdaRound
             yield layer, layer.weight_quantizer
 
 
+def _biases(unit: nn.Module) -> list[nn.Parameter]:
+    """The biases of the unit's quantized layers (trained when ``recon.bias_lr > 0``)."""
+    return [layer.bias for layer in unit.modules()
+            if isinstance(layer, QuantLayer) and isinstance(getattr(layer, "bias", None), nn.Parameter)]
+
+
 def _window_plateau(losses: list[float], window: int, min_rel: float) -> bool:
     if len(losses) < 2 * window:
         return False
@@ -104,10 +110,13 @@ class QDropReconstructor:
         alphas = [q.alpha for _, q in rounding if q.alpha.numel()]
         act_qs = list(quantizers(unit, weight=False))
         steps = [t for q in act_qs for t in (q.scale, q.zero_point) if isinstance(t, nn.Parameter)]
-        for t in [*alphas, *steps]:
+        biases = _biases(unit) if cfg.bias_lr > 0 else []
+        trained = [*alphas, *steps, *biases]
+        for t in trained:
             t.requires_grad_(True)
         opt_w = torch.optim.Adam(alphas, lr=cfg.lr) if alphas else None
         opt_a = torch.optim.Adam(steps, lr=cfg.scale_lr) if steps else None
+        opt_b = torch.optim.Adam(biases, lr=cfg.bias_lr) if biases else None
         sched_a = (
             torch.optim.lr_scheduler.CosineAnnealingLR(opt_a, T_max=max(cfg.iters, 1), eta_min=0.0)
             if opt_a else None
@@ -142,14 +151,14 @@ class QDropReconstructor:
                 if lam > 0 and rounding:
                     beta = schedule.beta(t)
                     loss = rec + lam * sum(q.rounding_loss(beta) for _, q in rounding)
-                for opt in (opt_w, opt_a):
+                for opt in (opt_w, opt_a, opt_b):
                     if opt is not None:
                         opt.zero_grad(set_to_none=True)
                 if loss.requires_grad:
                     loss.backward()
                 if self.grad_hook is not None:
-                    self.grad_hook([*alphas, *steps])
-                for opt in (opt_w, opt_a):
+                    self.grad_hook(trained)
+                for opt in (opt_w, opt_a, opt_b):
                     if opt is not None:
                         opt.step()
                 if sched_a is not None:
@@ -167,7 +176,7 @@ class QDropReconstructor:
             for q in act_qs:
                 q.set_keep_prob(1.0)
                 q.eval()
-            for t in [*alphas, *steps]:
+            for t in trained:
                 t.requires_grad_(False)
             for p in frozen:
                 p.requires_grad_(True)

@@ -48,8 +48,9 @@ def test_reads_qdrops_own_config_file(tmp_path: Path) -> None:
 
 def test_to_dict_round_trips() -> None:
     cfg = load_quant_config({"w_qconfig": {"group_size": 16}, "overrides": {"re:.*cls": None, "a": {"a_qconfig": None}},
-                             "recon": {"early_stop": {"window": 10}, "exclude": ["bbox_head\\..*"]}})
+                             "recon": {"early_stop": {"window": 10}, "exclude": ["bbox_head\\..*"], "bias_lr": 1e-3}})
     assert QuantConfig.from_dict(cfg.to_dict()) == cfg
+    assert "bias_lr" not in load_quant_config({"recon": {}}).to_dict()["recon"]  # default: same hash as before
     assert cfg.w_qconfig.granularity == PerGroup(0, 16)
 
 
@@ -80,6 +81,7 @@ BAD = [
     ({"recon": {"early_stop": {"patience": 3}}}, "recon.early_stop.patience", "min_rel_improvement"),
     ({"recon": {"exclude": "bbox_head"}}, "recon.exclude", "expected a list of regular expressions"),
     ({"recon": {"exclude": ["(["]}}, "recon.exclude", "invalid regular expression"),
+    ({"recon": {"bias_lr": -1e-3}}, "recon.bias_lr", "a number in [0.0, inf]"),
     ({"w_qconfig": {"quantizer": "LSQFakeQuantise"}}, "w_qconfig.quantizer", "did you mean 'LSQFakeQuantize'"),
     ({"a_qconfig": {"quantizer": "AdaRoundFakeQuantize"}}, "a_qconfig.quantizer", "quantizes weights only"),
     ({"a_qconfig": {"observer": "MSE"}}, "a_qconfig.observer", "MSEObserver"),

@@ -67,3 +67,20 @@ def test_rounding_schedule() -> None:
     assert s.lam(19) == 0.0 and s.lam(20) == 0.01
     assert s.beta(20) == 20.0 and s.beta(100) == 2.0
     assert s.beta(60) == 11.0
+
+
+def test_bias_learning_is_off_by_default_and_fits_an_output_shift() -> None:
+    """``bias_lr > 0`` trains the layer biases: a constant output shift that rounding and step sizes
+    cannot express is absorbed; with the default the biases stay as they were."""
+    errors = {}
+    for bias_lr in (0.0, 1e-2):
+        unit, cache, target = _setup()
+        shifted = target + torch.linspace(-0.5, 0.5, target.shape[1]).view(1, -1, 1, 1)
+        cache = TensorCache(cache.quant_in, cache.fp_in, shifted)
+        bias_before = unit[2].bias.detach().clone()
+        QDropReconstructor(ReconConfig(iters=300, batch_size=4, warm_up=0.2, bias_lr=bias_lr))(unit, cache)
+        assert torch.equal(unit[2].bias, bias_before) == (bias_lr == 0.0)
+        assert all(p.requires_grad for p in (unit[0].bias, unit[2].bias))
+        with torch.no_grad():
+            errors[bias_lr] = output_error(unit(cache.quant_in), shifted).item()
+    assert errors[1e-2] < 0.5 * errors[0.0]
