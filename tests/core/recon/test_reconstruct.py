@@ -70,9 +70,9 @@ def test_rounding_schedule() -> None:
 
 
 def test_bias_learning_is_off_by_default_and_fits_an_output_shift() -> None:
-    """``bias_lr > 0`` trains the layer biases: a constant output shift that rounding and step sizes
+    """``bias_lr > 0`` trains the layer biases: a per-channel output shift that rounding and steps
     cannot express is absorbed; with the default the biases stay as they were."""
-    errors = {}
+    errors: dict[float, float] = {}
     for bias_lr in (0.0, 1e-2):
         unit, cache, target = _setup()
         shifted = target + torch.linspace(-0.5, 0.5, target.shape[1]).view(1, -1, 1, 1)
