@@ -167,6 +167,10 @@ class ReconConfig:
         )
 
 
+# ``recon`` keys added after the first release: ``to_dict`` leaves them out at their defaults.
+LATER_RECON_KEYS = ("exclude", "bias_lr")
+
+
 def _patterns(value: Any, path: str) -> tuple[str, ...]:
     """A list of valid regular expressions."""
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
@@ -246,14 +250,13 @@ class QuantConfig:
         out.pop("extra")
         out.update(dict(self.extra))
         if self.recon is not None:
-            out["recon"]["round_mode"] = self.recon.round_mode.value
-            out["recon"]["b_range"] = list(self.recon.b_range)
-            if self.recon.exclude:  # absent when empty, so older configs keep their hashes (resume)
-                out["recon"]["exclude"] = list(self.recon.exclude)
-            else:
-                del out["recon"]["exclude"]
-            if not self.recon.bias_lr:  # the same for bias_lr at its default
-                del out["recon"]["bias_lr"]
+            recon = out["recon"]
+            recon["round_mode"] = self.recon.round_mode.value
+            recon["b_range"] = list(self.recon.b_range)
+            recon["exclude"] = list(self.recon.exclude)
+            for key in LATER_RECON_KEYS:  # absent at their defaults, so older configs keep their hashes (resume)
+                if getattr(self.recon, key) == getattr(ReconConfig, key):
+                    del recon[key]
         out["rdoq"] = None if self.rdoq is None else self.rdoq.to_dict()
         out["overrides"] = {
             k: None if v is None else {"w_qconfig": _qdict(v.w_qconfig), "a_qconfig": _qdict(v.a_qconfig)}
