@@ -16,8 +16,14 @@ $(STAMP)/venv:
 	$(PYTHON) -m venv $(VENV)
 	@mkdir -p $(STAMP) && touch $@
 
-# torch 2.13.0 (the registry's CUDA build; it runs on CPU) + torchvision 0.28.0.
+# torch 2.13.0 (the registry's CUDA build; it runs on CPU) + torchvision 0.28.0. With its CUDA
+# packages the venv takes ~5.4 GB, so a disk with less room fails here, before pip starts.
+NEED_GB ?= 7
 $(STAMP)/torch: $(STAMP)/venv constraints.txt
+	@free=$$(df -Pk $(VENV) | awk 'NR==2 {print int($$4 / 1048576)}'); \
+	if [ "$$free" -lt $(NEED_GB) ]; then \
+		echo "error: $$free GB free where $(VENV) lives; installing torch with its CUDA packages needs about $(NEED_GB) GB (make NEED_GB=N changes the check)"; \
+		exit 1; fi
 	$(PIP_INSTALL) "torch===2.13.0" "torchvision==0.28.0"
 	@touch $@
 
