@@ -7,8 +7,8 @@ section or overrides its keys. Extra keys beside the core ones:
 - ``calib``: ``{split: train|test, samples_per_gpu: int, seed: int}``.
 - ``per_level_act``: bool, default true: the layers of dense heads (RPN, RetinaHead), which every
   FPN level shares, quantize their input with one quantizer (scale) per level
-  (:mod:`mmdet_ext.head_levels`). Activation bit allocation (``rdoq.target: act|joint``) needs it
-  false.
+  (:mod:`mmdet_ext.head_levels`). Activation bit allocation (``rdoq.target: act|joint|both``)
+  leaves those inputs at their uniform bits, one step per level.
 - ``hooks``: the hooks to run, e.g. ``[dict(type='QuantCalibHook'), dict(type='QDropReconHook')]``;
   by default calibration, then RD curves and bit allocation when ``rdoq`` is set, then
   reconstruction when ``recon`` is set.
@@ -24,7 +24,6 @@ from mmcv.runner import HOOKS
 
 from rdoq_plugins.config import ConfigError, QuantConfig
 from rdoq_plugins.config.load import merge_quant_section as merge_quant
-from rdoq_plugins.config.rdoq import Target
 
 EXTRA_KEYS = ("heads", "calib", "hooks", "per_level_act")
 
@@ -40,10 +39,6 @@ def parse_quant_section(data: Mapping[str, Any]) -> QuantConfig:
     per_level = qcfg.extra.get("per_level_act", True)
     if not isinstance(per_level, bool):
         raise ConfigError("per_level_act", "expected a boolean", per_level, "true, false")
-    if per_level and qcfg.rdoq is not None and qcfg.rdoq.target is not Target.WEIGHT:
-        raise ConfigError("per_level_act", f"rdoq.target {qcfg.rdoq.target.value!r} allocates activation bits "
-                          "per layer, which needs one input quantizer per layer", per_level,
-                          "false (or rdoq.target: weight)")
     qcfg = replace(qcfg, extra={**qcfg.extra, "per_level_act": per_level})
     hooks = hook_configs(qcfg)
     for i, hook in enumerate(hooks):

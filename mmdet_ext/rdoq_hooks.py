@@ -40,10 +40,10 @@ from rdoq_plugins.rd import (
 )
 from rdoq_plugins.rd.alloc_output import alloc_summary, write_allocations
 from rdoq_plugins.rd.run import (
-    KINDS,
     RateAllocation,
     allocate_rates,
     compute_curves,
+    curve_keys,
     measure_allocations,
     rd_layers,
 )
@@ -123,11 +123,12 @@ def load_curves(runner: QuantContext, cfg: RDOQConfig) -> dict[tuple[str, Tensor
         return runner.rdoq["curves"]  # type: ignore[no-any-return]
     layers = allocated_layers(runner)
     store = curve_store(runner.work_dir, cfg, runner.data_hash)
-    missing = store.missing(list(layers), KINDS[cfg.target])
+    keys = curve_keys(layers, cfg.target)
+    missing = [key for key in keys if not store.has(*key)]
     if missing:
         raise FileNotFoundError(f"{len(missing)} RD curves are missing from {store.dir} (e.g. {missing[0][0]}); "
                                 "run tools/gen_rd_curves.py with the same config first, or list RDCurvesHook")
-    return {(n, k): store.load(n, k) for k in KINDS[cfg.target] for n in layers}
+    return {key: store.load(*key) for key in keys}
 
 
 def run_allocation(runner: QuantContext, cfg: RDOQConfig) -> tuple[CurveTable, list[RateAllocation], dict[str, Any]]:

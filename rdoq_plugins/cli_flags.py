@@ -23,12 +23,14 @@ def add_rdoq_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--solver", choices=SOLVERS)
     g.add_argument("--target_rates", "--target-rates", dest="target_rates", nargs="+", type=float)
     g.add_argument("--min_bits", "--min-bits", dest="min_bits", type=int)
+    g.add_argument("--act_rate", "--act-rate", dest="act_rate", type=float,
+                   help="with --target both: the activations' average bits (the weights take --target_rates)")
 
 
 def rdoq_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The ``rdoq`` keys the flags set."""
     out: dict[str, Any] = {}
-    for key in ("estimator", "target", "solver", "target_rates", "min_bits"):
+    for key in ("estimator", "target", "solver", "target_rates", "min_bits", "act_rate"):
         if getattr(args, key, None) is not None:
             out[key] = getattr(args, key)
     if args.nchannelbatch is not None:
@@ -46,8 +48,11 @@ def rdoq_from_flags(base: RDOQConfig | None, args: argparse.Namespace) -> RDOQCo
     """The flags validated over ``base`` (the config's ``rdoq`` section, or the defaults); a bad
     value exits with the config error's message."""
     data = base.to_dict() if base is not None else {}
+    flags = rdoq_overrides(args)
+    if flags.get("target", Target.BOTH.value) != Target.BOTH.value:
+        data.pop("act_rate", None)  # the config's act_rate belongs to its target: both
     try:
-        return RDOQConfig.from_dict({**data, **rdoq_overrides(args)})
+        return RDOQConfig.from_dict({**data, **flags})
     except ConfigError as err:
         raise SystemExit(f"error: {err}") from None
 

@@ -5,7 +5,8 @@ Each run is a separate ``tools/test.py`` process (so its peak memory is its own)
 dir under ``work_dirs/bench``; finished runs are reused, so an interrupted bench resumes. RDOQ rows
 of one model share their RD curves (computed once, by the first row that needs them). Writes
 ``bench/results.json``: a list of rows with ``model, method, w_bits, a_bits, bbox_mAP,
-bbox_mAP_50, time_s, peak_rss_mb`` (+ ``curve_time_s, alloc_time_s, avg_w_bits`` for RDOQ rows).
+bbox_mAP_50, time_s, peak_rss_mb`` (+ ``curve_time_s, alloc_time_s, avg_w_bits, avg_a_bits`` for RDOQ
+rows; ``rdoq-both`` rows allocate the activations too, at an average of ``a_bits``).
 
     python tools/bench.py [--models faster_rcnn retinanet] [--methods minmax qdrop rdoq ...]
                           [--bits 4 3 2] [--iters 500] [--calibrate 64]
@@ -26,13 +27,16 @@ MODELS = {
     "faster_rcnn": ("configs/bench/faster_rcnn_r50_narrow_digits.py", "checkpoints/faster_rcnn_r50_narrow_digits.pth"),
     "retinanet": ("configs/bench/retinanet_r50_narrow_digits.py", "checkpoints/retinanet_r50_narrow_digits.pth"),
 }
-METHODS = ("minmax", "qdrop", "rdoq", "rdoq+qdrop", "rdoq-measured")
+METHODS = ("minmax", "qdrop", "rdoq", "rdoq+qdrop", "rdoq-measured", "rdoq-both", "rdoq-both+qdrop")
 MEASURED_BITS = (4, 3)  # rdoq-measured runs at these average weight bits only (curves are shared: cheap)
 MINMAX_W = {"quantizer": "FixedFakeQuantize", "observer": "MinMaxObserver", "ch_axis": 0}
 MINMAX_A = {"quantizer": "FixedFakeQuantize", "observer": "AvgMinMaxObserver"}
 # RD curve settings shared by every RDOQ row (so rdoq and rdoq-measured price the same candidates).
 RD_CURVES = {"weight_group": 16, "weight_bits": list(range(9)), "weight_ratios": [1.0, 0.8], "calib_images": 4,
              "projections": 8}
+# rdoq-both rows also allocate the layer inputs, at an average of the row's activation bits (8-channel
+# groups, 2-8 bits); per-level head inputs keep their uniform bits.
+RD_ACTS = {"target": "both", "act_bits": list(range(2, 9))}
 
 
 def quant_section(method: str, w_bits: int, a_bits: int, iters: int, calibrate: int) -> dict[str, Any]:
@@ -59,6 +63,8 @@ def quant_section(method: str, w_bits: int, a_bits: int, iters: int, calibrate: 
         estimator = "measured" if method == "rdoq-measured" else "second_order"
         section["rdoq"] = {**RD_CURVES, "estimator": estimator, "target": "weight", "target_rates": [w_bits],
                            "solver": "dp"}
+        if method.startswith("rdoq-both"):
+            section["rdoq"].update(RD_ACTS, act_rate=a_bits)
         hooks += [{"type": "RDCurvesHook"}, {"type": "BitAllocHook"}]
     if recon:
         hooks.append({"type": "QDropReconHook"})
@@ -109,7 +115,9 @@ def row(model: str, method: str, w_bits: int, report: dict[str, Any]) -> dict[st
         rd = report["rdoq"]
         chosen = next(r for r in rd["rates"] if r["target_rate"] == rd["apply_rate"])
         out.update(curve_time_s=rd["curves"].get("compute_time_s"), alloc_time_s=chosen["solver_time_s"],
-                   avg_w_bits=round(chosen["avg_bits"], 3), predicted_distortion=chosen["predicted_distortion"],
+                   avg_w_bits=round(chosen["avg_bits"], 3),
+                   avg_a_bits=round(chosen["kind_bits"]["act"], 3) if "act" in chosen.get("kind_bits", {}) else None,
+                   predicted_distortion=chosen["predicted_distortion"],
                    measured_distortion=chosen["measured_distortion"])
     return out
 

@@ -2,6 +2,7 @@
 
     python tools/dp_alloc.py CONFIG CHECKPOINT --work-dir DIR [--quant-config FILE]
         --solver dp|lagrangian|greedy --target_rates 2 4 6 8 [--min_bits 1] [--no-measure]
+        [--target weight|act|joint|both] [--act_rate 4]
 
 Reads the curves ``tools/gen_rd_curves.py`` wrote for the same config into ``DIR``, allocates each
 target rate, measures each allocation's output distortion beside the predicted sum (the additivity

@@ -5,8 +5,9 @@ Example (YAML)::
 
     rdoq:
       estimator: second_order      # or measured (one pass per candidate)
-      target: weight               # weight | act | joint: which tensors get allocated bits
+      target: weight               # weight | act | joint | both: which tensors get allocated bits
       target_rates: [2, 3, 4]      # average bits per element; dp_alloc.py allocates each
+      act_rate: 4                  # target both only: the activations' own average bits
       apply_rate: 3                # the one the test loop applies (default: the first)
       solver: dp                   # dp | lagrangian | greedy
       min_bits: 1
@@ -37,11 +38,17 @@ class Estimator(str, Enum):
 
 
 class Target(str, Enum):
-    """Which tensors the allocation covers; the others keep the uniform config bits."""
+    """Which tensors the allocation covers; the others keep the uniform config bits.
+
+    ``joint`` shares one budget between weights and activations; ``both`` gives each its own
+    (weights at a target rate, activations at ``act_rate``), so the average weight bits stay the
+    target's. Distortion is additive over groups, so two budgets are two independent knapsacks.
+    """
 
     WEIGHT = "weight"
     ACT = "act"
     JOINT = "joint"
+    BOTH = "both"
 
 
 def _numbers(data: Mapping[str, Any], key: str, default: Sequence[float], path: str, lo: float, hi: float,
@@ -64,6 +71,7 @@ class RDOQConfig:
     target: Target = Target.WEIGHT
     target_rates: tuple[float, ...] = (4.0,)
     apply_rate: float = 4.0
+    act_rate: float | None = None
     solver: str = "dp"
     min_bits: int = 0
     weight_group: int = 8
@@ -94,7 +102,12 @@ class RDOQConfig:
             if list(bits) != sorted(set(bits)):
                 raise ConfigError(join(path, key), "must be increasing without repeats", list(bits))
         images = data.get("calib_images")
+        act_rate = data.get("act_rate")
+        if (act_rate is None) == (target == Target.BOTH.value):
+            raise ConfigError(join(path, "act_rate"), "is required with target 'both' and only allowed there",
+                              act_rate, "an average bit-width with target: both; absent otherwise")
         cfg = cls(
+            act_rate=None if act_rate is None else get_float(data, "act_rate", 0.0, path, 0.0, float(MAX_BITS)),
             estimator=Estimator(est), target=Target(target), target_rates=rates, apply_rate=apply_rate,
             solver=get_choice(data, "solver", cls.solver, path, SOLVERS),
             min_bits=get_int(data, "min_bits", cls.min_bits, path, 0, MAX_BITS),
@@ -109,17 +122,23 @@ class RDOQConfig:
             calib_images=None if images is None else get_int(data, "calib_images", None, path, 1),
             additivity=get_bool(data, "additivity", cls.additivity, path),
         )
-        for rate in rates:
-            lo, hi = cfg.rate_range()
+        budgets = [("target_rates", r, False) for r in rates]
+        if cfg.act_rate is not None:
+            budgets.append(("act_rate", cfg.act_rate, True))
+        for key, rate, acts in budgets:
+            lo, hi = cfg.rate_range(acts)
             if not lo <= rate <= hi:
-                raise ConfigError(join(path, "target_rates"), f"{rate} is outside what the candidate bits and "
-                                  "min_bits allow", list(rates), f"rates in [{lo}, {hi}]")
+                raise ConfigError(join(path, key), f"{rate} is outside what the candidate bits and min_bits allow",
+                                  list(rates) if key == "target_rates" else rate, f"rates in [{lo}, {hi}]")
         return cfg
 
-    def rate_range(self) -> tuple[int, int]:
-        """The lowest and highest average rate the candidates can reach."""
-        bits = [*(self.weight_bits if self.target is not Target.ACT else ()),
-                *(self.act_bits if self.target is not Target.WEIGHT else ())]
+    def rate_range(self, acts: bool = False) -> tuple[int, int]:
+        """The lowest and highest average rate the candidates can reach; with ``target: both``,
+        of the activations' budget (``acts``) or of the weights'."""
+        both = self.target is Target.BOTH
+        with_w = self.target is not Target.ACT and not (both and acts)
+        with_a = self.target is not Target.WEIGHT and not (both and not acts)
+        bits = [*(self.weight_bits if with_w else ()), *(self.act_bits if with_a else ())]
         allowed = [b for b in bits if b >= self.min_bits]
         if not allowed:
             raise ConfigError("rdoq.min_bits", "leaves no candidate bit-width", self.min_bits, f"<= {max(bits)}")
@@ -130,4 +149,6 @@ class RDOQConfig:
         out["estimator"], out["target"] = self.estimator.value, self.target.value
         for k in ("target_rates", "weight_bits", "act_bits", "weight_ratios", "act_ratios"):
             out[k] = list(out[k])
+        if self.act_rate is None:  # absent unless set, so older configs keep their hashes (resume)
+            del out["act_rate"]
         return out

@@ -35,6 +35,7 @@ KINDS: dict[Target, tuple[TensorKind, ...]] = {
     Target.WEIGHT: (TensorKind.WEIGHT,),
     Target.ACT: (TensorKind.ACT,),
     Target.JOINT: (TensorKind.WEIGHT, TensorKind.ACT),
+    Target.BOTH: (TensorKind.WEIGHT, TensorKind.ACT),
 }
 Outputs = Callable[[nn.Module, Any], Sequence[Tensor]]
 
@@ -47,10 +48,18 @@ def curve_spec(cfg: RDOQConfig) -> CurveSpec:
                      projections=cfg.projections, kappa=cfg.kappa, seed=cfg.seed)
 
 
+def per_level_input(layer: QuantLayer) -> bool:
+    """Whether ``layer`` quantizes its input per pyramid level (:class:`LevelQuantizer`): such inputs
+    keep their uniform bits, one step per level, and get no activation curve."""
+    return isinstance(layer.input_quantizer, LevelQuantizer)
+
+
 def rd_layers(layers: Mapping[str, QuantLayer], qcfg: QuantConfig) -> dict[str, QuantLayer]:
     """The layers the allocation covers: quantized layers whose allocated tensors (weights and / or
     inputs) are quantized at the default bit-width. A layer whose override sets other bits for an
-    allocated kind (e.g. an 8-bit first conv) keeps them; overriding an observer does not matter."""
+    allocated kind (e.g. an 8-bit first conv) keeps them; overriding an observer does not matter.
+    With activations allocated, a per-level input (:func:`per_level_input`) keeps its uniform bits;
+    the layer stays in for its weights, if they are allocated too."""
     assert qcfg.rdoq is not None
     kinds = KINDS[qcfg.rdoq.target]
     out = {}
@@ -63,13 +72,18 @@ def rd_layers(layers: Mapping[str, QuantLayer], qcfg: QuantConfig) -> dict[str, 
             continue
         if TensorKind.ACT in kinds and (layer.input_quantizer is None or a is None or a.bit != qcfg.a_qconfig.bit):
             continue
-        if TensorKind.ACT in kinds and isinstance(layer.input_quantizer, LevelQuantizer):
-            raise ValueError(f"rdoq: {name} quantizes its input per pyramid level; activation bit allocation "
-                             "needs one input quantizer per layer (switch per-level quantizers off)")
+        if kinds == (TensorKind.ACT,) and per_level_input(layer):
+            continue
         out[name] = layer
     if not out:
         raise ValueError("rdoq: no quantized layer is left to allocate bits to (all are overridden or FP)")
     return out
+
+
+def curve_keys(layers: Mapping[str, QuantLayer], target: Target) -> list[tuple[str, TensorKind]]:
+    """The (layer, kind) curves an allocation of ``target`` over :func:`rd_layers` needs, kind by kind."""
+    return [(n, k) for k in KINDS[target] for n, layer in layers.items()
+            if not (k is TensorKind.ACT and per_level_input(layer))]
 
 
 def compute_curves(
@@ -86,21 +100,19 @@ def compute_curves(
 ) -> tuple[dict[tuple[str, TensorKind], LayerCurve], int]:
     """Every curve the config needs, computing only those not in ``store`` (``writer``: this
     process saves them). Returns the curves and how many were computed now."""
-    spec = curve_spec(cfg)
-    missing = store.missing(list(layers), spec.kinds)
-    if missing:
-        todo = {n: layers[n] for n in dict.fromkeys(n for n, _ in missing)}
-        spec = replace(spec, kinds=tuple(dict.fromkeys(k for _, k in missing)))
-        save = store.save if writer else (lambda c: None)
+    keys = curve_keys(layers, cfg.target)
+    missing = [key for key in keys if not store.has(*key)]
+    save = store.save if writer else (lambda c: None)
+    for kind in dict.fromkeys(k for _, k in missing):  # one pass per kind: each over its own layers
+        todo = {n: layers[n] for n, k in missing if k is kind}
+        spec = replace(curve_spec(cfg), kinds=(kind,))
         if cfg.estimator is Estimator.SECOND_ORDER:
-            for key, curve in second_order_curves(model, todo, batches, outputs, spec, images, progress,
-                                                  reduce_mean).items():
-                if key in missing:
-                    save(curve)
+            for curve in second_order_curves(model, todo, batches, outputs, spec, images, progress,
+                                             reduce_mean).values():
+                save(curve)
         else:
-            measured_curves(model, todo, batches, outputs, spec, images, progress, reduce_mean,
-                            on_curve=lambda c: save(c) if (c.layer, c.kind) in missing else None)
-    return {(n, k): store.load(n, k) for k in spec.kinds for n in layers}, len(missing)
+            measured_curves(model, todo, batches, outputs, spec, images, progress, reduce_mean, on_curve=save)
+    return {key: store.load(*key) for key in keys}, len(missing)
 
 
 @dataclass
@@ -125,26 +137,46 @@ class RateAllocation:
                 "layer_bits": self.layer_bits}
 
 
-def rate_unit(table: CurveTable, budget: float, resolution: float = 2.0**20) -> float | None:
+def rate_unit(rate: np.ndarray, allowed: np.ndarray, budget: float, resolution: float = 2.0**20) -> float | None:
     """``None`` (the exact gcd) unless that would make the DP wider than ``resolution`` steps."""
-    rates = table.rate[table.allowed]
+    rates = rate[allowed]
     gcd = int(np.gcd.reduce(rates[rates > 0].astype(np.int64))) if (rates > 0).any() else 1
     return None if budget / max(gcd, 1) <= resolution else float(math.ceil(budget / resolution))
 
 
+def budget_rows(table: CurveTable, target: Target) -> list[tuple[np.ndarray, bool]]:
+    """The table's rows of each budget, with whether that budget is ``act_rate``'s: one budget over
+    every row, or with ``target: both`` one for the weight rows and one for the input rows."""
+    if target is not Target.BOTH:
+        return [(np.arange(len(table.rate)), False)]
+    acts = np.concatenate([np.full(c.num_groups, c.kind is TensorKind.ACT) for c in table.curves])
+    return [(rows, at_act_rate) for rows, at_act_rate in ((np.flatnonzero(~acts), False), (np.flatnonzero(acts), True))
+            if rows.size]
+
+
 def allocate_rates(table: CurveTable, cfg: RDOQConfig, solver: str | None = None,
                    rates: Sequence[float] | None = None) -> list[RateAllocation]:
-    """One allocation per target rate (average bits per allocated element)."""
-    rd = RDTable(table.rate, table.distortion, table.allowed)
+    """One allocation per target rate (average bits per allocated element). With ``target: both``
+    the weights get the target rate and the activations ``act_rate``, each within its own budget;
+    ``avg_bits`` is then the weights' average."""
+    solver = solver or cfg.solver
+    elements = np.concatenate([c.whole_elements().numpy() for c in table.curves])
     out = []
     for r in rates if rates is not None else cfg.target_rates:
-        budget = r * table.elements
-        kw = {"rate_unit": rate_unit(table, budget)} if (solver or cfg.solver) == "dp" else {}
-        start = time.perf_counter()
-        alloc = allocate(rd, budget, solver or cfg.solver, **kw)
-        elapsed = time.perf_counter() - start
-        out.append(RateAllocation(float(r), alloc.rate / table.elements, predicted_distortion(table, alloc.choice),
-                                  alloc.solver, elapsed, alloc.choice, kind_bits=kind_averages(table, alloc.choice)))
+        choice = np.zeros(len(table.rate), dtype=np.int64)
+        elapsed = 0.0
+        for rows, at_act_rate in budget_rows(table, cfg.target):
+            rate, allowed, count = table.rate[rows], table.allowed[rows], float(elements[rows].sum())
+            budget = (cfg.act_rate if at_act_rate and cfg.act_rate is not None else r) * count
+            kw = {"rate_unit": rate_unit(rate, allowed, budget)} if solver == "dp" else {}
+            start = time.perf_counter()
+            alloc = allocate(RDTable(rate, table.distortion[rows], allowed), budget, solver, **kw)
+            elapsed += time.perf_counter() - start
+            choice[rows] = alloc.choice
+        kinds = kind_averages(table, choice)
+        avg = kinds["weight"] if cfg.target is Target.BOTH else kinds["joint"]
+        out.append(RateAllocation(float(r), avg, predicted_distortion(table, choice), solver, elapsed, choice,
+                                  kind_bits=kinds))
     return out
 
 

@@ -41,8 +41,7 @@ def test_checkpoint_keys_that_do_not_match(make_config: Callable[..., Path], ran
     ("quant = dict(calibrate=4, recon=dict(exclude=['bbox_head.*']))",
      "recon.exclude: matches no reconstruction unit; got .bbox_head"),
     ("quant = dict(per_level_act='yes')", "per_level_act: expected a boolean; got 'yes'; allowed: true, false"),
-    ("quant = dict(rdoq=dict(target='joint'))",
-     "per_level_act: rdoq.target 'joint' allocates activation bits per layer.*allowed: false"),
+    ("quant = dict(rdoq=dict(target='both'))", "rdoq.act_rate: is required with target 'both'"),
 ])
 def test_bad_quant_section(make_config: Callable[..., Path], random_checkpoint: Callable[[str], Path], tmp_path: Path,
                            quant: str, match: str) -> None:

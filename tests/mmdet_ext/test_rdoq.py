@@ -84,3 +84,21 @@ def test_bit_alloc_without_curves_is_a_config_error(make_config: Callable[..., P
     with pytest.raises(ConfigError, match="RDCurvesHook"):
         _run(config, random_checkpoint("faster_rcnn_r50_narrow_digits.py"), tmp_path / "w")
     assert not (tmp_path / "w").exists()
+
+
+def test_both_allocates_weights_and_activations_around_per_level_heads(
+        make_config: Callable[..., Path], random_checkpoint: Callable[[str], Path], tmp_path: Path) -> None:
+    base = "retinanet_r50_narrow_digits.py"
+    rdoq = ("rdoq=dict(target='both', target_rates=[3], act_rate=4, weight_bits=list(range(9)), "
+            "weight_ratios=[1.0], act_bits=[2, 4, 6, 8], act_ratios=[1.0], weight_group=16, act_group=16, "
+            "projections=1)")
+    quant = f"quant = dict(calibrate=2, calib=dict(samples_per_gpu=2), recon=None, {rdoq})"
+    report = _run(make_config(base, quant=quant, name="rdoq_both"), random_checkpoint(base), tmp_path / "w")
+    chosen = report["rdoq"]["rates"][0]
+    assert chosen["kind_bits"]["weight"] <= 3.0 + 1e-9 and chosen["kind_bits"]["act"] <= 4.0 + 1e-9
+    assert chosen["avg_bits"] == pytest.approx(chosen["kind_bits"]["weight"])
+    bits = report["rdoq"]["layer_bits"]
+    # RetinaHead quantizes its inputs per pyramid level: they keep 4 bits; its weights are allocated.
+    assert "bbox_head.retina_cls:weight" in bits and "bbox_head.retina_cls:act" not in bits
+    assert "neck.fpn_convs.0.conv:act" in bits
+    assert len({v for k, v in bits.items() if k.endswith(":act")}) > 1

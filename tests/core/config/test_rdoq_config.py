@@ -21,7 +21,7 @@ def test_defaults_and_round_trip() -> None:
     [
         ({"solver": "knapsack"}, "rdoq.solver", "dp, greedy, lagrangian"),
         ({"estimator": "hessian"}, "rdoq.estimator", "measured, second_order"),
-        ({"target": "weights"}, "rdoq.target", "act, joint, weight"),
+        ({"target": "weights"}, "rdoq.target", "act, both, joint, weight"),
         ({"target_rates": [4], "apply_rate": 3}, "rdoq.apply_rate", "4.0"),
         ({"target_rates": []}, "rdoq.target_rates", "non-empty list"),
         ({"weight_bits": [0, 2, 2]}, "rdoq.weight_bits", None),
