@@ -156,14 +156,14 @@ def main() -> None:
                 rows.append(row(model, method, w_bits, report))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2) + "\n")
-    print(f"\n{'model':<13}{'method':<15}{'W/A':>7}{'avg W':>7}{'mAP':>8}{'AP50':>8}{'time s':>9}{'curves s':>10}"
-          f"{'RSS MB':>8}")
+    print(f"\n{'model':<13}{'method':<17}{'W/A':>7}{'avg W':>7}{'avg A':>7}{'mAP':>8}{'AP50':>8}{'time s':>9}"
+          f"{'curves s':>10}{'RSS MB':>8}")
     for r in rows:
         rss = f"{r['peak_rss_mb']:.0f}" if r["peak_rss_mb"] else "-"
         curves = f"{r['curve_time_s']:.1f}" if r.get("curve_time_s") is not None else "-"
-        avg = f"{r['avg_w_bits']:.2f}" if "avg_w_bits" in r else "-"
-        print(f"{r['model']:<13}{r['method']:<15}{r['w_bits']:>4}/{r['a_bits']:<2}{avg:>7}{r['bbox_mAP']:>8.3f}"
-              f"{r['bbox_mAP_50']:>8.3f}{r['time_s'] or 0:>9.1f}{curves:>10}{rss:>8}")
+        avg_w, avg_a = (f"{r[k]:.2f}" if r.get(k) is not None else "-" for k in ("avg_w_bits", "avg_a_bits"))
+        print(f"{r['model']:<13}{r['method']:<17}{r['w_bits']:>4}/{r['a_bits']:<2}{avg_w:>7}{avg_a:>7}"
+              f"{r['bbox_mAP']:>8.3f}{r['bbox_mAP_50']:>8.3f}{r['time_s'] or 0:>9.1f}{curves:>10}{rss:>8}")
     print(f"wrote {args.out}")
 
 
