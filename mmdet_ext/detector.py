@@ -19,6 +19,7 @@ from mmdet.models.backbones.resnet import BasicBlock, Bottleneck
 from torch import Tensor, nn
 
 from mmdet_ext.head_levels import split_head_levels
+from mmdet_ext.rd_target import dense_scores, roi_scores
 from rdoq_plugins import ActPosition, QuantConfig, QuantLayer, quantize_model
 from rdoq_plugins.config import ConfigError
 
@@ -96,8 +97,10 @@ class DetectorRun:
     RoI features describe the same boxes and their errors can be compared sample by sample.
     """
 
-    def __init__(self, fp_model: nn.Module, device: torch.device, batches: list[Mapping[str, Any]]) -> None:
+    def __init__(self, fp_model: nn.Module, device: torch.device, batches: list[Mapping[str, Any]],
+                 scores: bool = True) -> None:
         self.device = device
+        self.scores = scores
         self._proposals: dict[int, list[Tensor]] = {}
         if getattr(fp_model, "roi_head", None) is not None:
             with torch.no_grad():
@@ -112,16 +115,21 @@ class DetectorRun:
 
     def targets(self, model: nn.Module, batch: Mapping[str, Any]) -> list[Tensor]:
         """RDOQ's distortion target: every FPN level and every head output (RPN and RoI head
-        scores and deltas with the FP proposals, or RetinaHead's), so every quantized layer is seen."""
+        scores and deltas with the FP proposals, or RetinaHead's), so every quantized layer is seen.
+        Class outputs are scores unless ``scores`` is off (:mod:`mmdet_ext.rd_target`)."""
         img, _ = unpack(batch, self.device)
         feats = model.extract_feat(img)
         outs: list[Tensor] = list(feats)
-        if getattr(model, "roi_head", None) is not None:
-            cls, reg = model.rpn_head(feats)
-            result = model.roi_head._bbox_forward(feats, bbox2roi(self._proposals[id(batch)]))
-            return [*outs, *cls, *reg, result["cls_score"], result["bbox_pred"]]
-        cls, reg = model.bbox_head(feats)
-        return [*outs, *cls, *reg]
+        two_stage = getattr(model, "roi_head", None) is not None
+        dense = model.rpn_head if two_stage else model.bbox_head
+        cls, reg = dense(feats)
+        if self.scores:
+            cls = dense_scores(dense, cls)
+        if not two_stage:
+            return [*outs, *cls, *reg]
+        result = model.roi_head._bbox_forward(feats, bbox2roi(self._proposals[id(batch)]))
+        roi_cls = roi_scores(model.roi_head.bbox_head, result["cls_score"]) if self.scores else result["cls_score"]
+        return [*outs, *cls, *reg, roi_cls, result["bbox_pred"]]
 
     def __call__(self, model: nn.Module, batch: Mapping[str, Any]) -> Any:
         img, _ = unpack(batch, self.device)

@@ -30,6 +30,7 @@ from mmdet_ext.detector import DetectorRun, check_heads, detector_units, quantiz
 from mmdet_ext.dist import gather_results, rank_and_world
 from mmdet_ext.hooks import QuantContext
 from mmdet_ext.quant_section import EXTRA_KEYS, hook_configs, merge_quant_section, parse_quant_section
+from mmdet_ext.rd_target import rd_scores
 from mmdet_ext.state import checkpoint_identity, config_hash, is_quantized, load_strict, read_checkpoint
 from rdoq_plugins import QuantConfig, fuse_conv_bn
 from rdoq_plugins.recon.select import select_units
@@ -159,7 +160,7 @@ def quantize(prep: Prepared, hooks: list[dict[str, Any]] | None = None) -> Quant
     batches = calib_batches(prep.calib_dataset, prep.qcfg.calibrate, prep.calib["samples_per_gpu"],
                             prep.calib["seed"], prep.rank, prep.world)
     ctx = QuantContext(model=model, fp_model=fp_model, qcfg=prep.qcfg, work_dir=prep.work_dir, batches=batches,
-                       run=DetectorRun(fp_model, prep.device, batches), device=prep.device, run_hash=prep.run_hash,
+                       run=DetectorRun(fp_model, prep.device, batches, rd_scores(prep.qcfg)), device=prep.device, run_hash=prep.run_hash,
                        rank=prep.rank, world=prep.world, logger=logger, data_hash=prep.data_hash)
     if hooks is None:
         resume(ctx)

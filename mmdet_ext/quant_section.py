@@ -9,6 +9,8 @@ section or overrides its keys. Extra keys beside the core ones:
   FPN level shares, quantize their input with one quantizer (scale) per level
   (:mod:`mmdet_ext.head_levels`). Activation bit allocation (``rdoq.target: act|joint|both``)
   leaves those inputs at their uniform bits, one step per level.
+- ``rd_target``: ``scores`` (default) or ``logits``: whether RDOQ's distortion target sees the
+  heads' class outputs as scores or as logits (:mod:`mmdet_ext.rd_target`).
 - ``hooks``: the hooks to run, e.g. ``[dict(type='QuantCalibHook'), dict(type='QDropReconHook')]``;
   by default calibration, then RD curves and bit allocation when ``rdoq`` is set, then
   reconstruction when ``recon`` is set.
@@ -22,10 +24,11 @@ from typing import Any
 
 from mmcv.runner import HOOKS
 
+from mmdet_ext.rd_target import RD_TARGETS
 from rdoq_plugins.config import ConfigError, QuantConfig
 from rdoq_plugins.config.load import merge_quant_section as merge_quant
 
-EXTRA_KEYS = ("heads", "calib", "hooks", "per_level_act")
+EXTRA_KEYS = ("heads", "calib", "hooks", "per_level_act", "rd_target")
 
 
 def merge_quant_section(section: Mapping[str, Any] | None, quant_config: Path | None) -> dict[str, Any]:
@@ -40,6 +43,8 @@ def parse_quant_section(data: Mapping[str, Any]) -> QuantConfig:
     if not isinstance(per_level, bool):
         raise ConfigError("per_level_act", "expected a boolean", per_level, "true, false")
     qcfg = replace(qcfg, extra={**qcfg.extra, "per_level_act": per_level})
+    if qcfg.extra.get("rd_target", RD_TARGETS[0]) not in RD_TARGETS:  # left out at its default: run hashes stay
+        raise ConfigError("rd_target", "unknown value", qcfg.extra["rd_target"], ", ".join(RD_TARGETS))
     hooks = hook_configs(qcfg)
     for i, hook in enumerate(hooks):
         if not isinstance(hook, Mapping) or "type" not in hook:

@@ -60,10 +60,11 @@ def rdoq_section(runner: QuantContext, hook: str) -> RDOQConfig:
     return runner.qcfg.rdoq
 
 
-def curve_store(work_dir: Path, cfg: RDOQConfig, data_hash: str) -> CurveStore:
-    """The curve folder of these curve settings and this model / data."""
+def curve_store(work_dir: Path, cfg: RDOQConfig, data_hash: str, scores: bool) -> CurveStore:
+    """The curve folder of these curve settings, distortion target (``scores``) and model / data.
+    Curves on the logits keep the hash they had before the target could be chosen."""
     settings = {k: v for k, v in cfg.to_dict().items() if k in CURVE_KEYS}
-    return CurveStore(work_dir / CURVE_DIR, spec_hash(settings, data_hash))
+    return CurveStore(work_dir / CURVE_DIR, spec_hash(settings, data_hash, *(["scores"] if scores else [])))
 
 
 def curve_batches(runner: QuantContext, cfg: RDOQConfig) -> list[Any]:
@@ -93,7 +94,7 @@ class RDCurvesHook(QuantHook):
         cfg = rdoq_section(runner, "RDCurvesHook")
         start = time.time()
         layers = allocated_layers(runner)
-        store = curve_store(runner.work_dir, cfg, runner.data_hash)
+        store = curve_store(runner.work_dir, cfg, runner.data_hash, runner.run.scores)
         batches = curve_batches(runner, cfg)
         bar = None
         if runner.rank == 0:
@@ -122,7 +123,7 @@ def load_curves(runner: QuantContext, cfg: RDOQConfig) -> dict[tuple[str, Tensor
     if "curves" in runner.rdoq:
         return runner.rdoq["curves"]  # type: ignore[no-any-return]
     layers = allocated_layers(runner)
-    store = curve_store(runner.work_dir, cfg, runner.data_hash)
+    store = curve_store(runner.work_dir, cfg, runner.data_hash, runner.run.scores)
     keys = curve_keys(layers, cfg.target)
     missing = [key for key in keys if not store.has(*key)]
     if missing:

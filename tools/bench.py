@@ -27,8 +27,12 @@ MODELS = {
     "faster_rcnn": ("configs/bench/faster_rcnn_r50_narrow_digits.py", "checkpoints/faster_rcnn_r50_narrow_digits.pth"),
     "retinanet": ("configs/bench/retinanet_r50_narrow_digits.py", "checkpoints/retinanet_r50_narrow_digits.pth"),
 }
-METHODS = ("minmax", "qdrop", "rdoq", "rdoq+qdrop", "rdoq-measured", "rdoq-both", "rdoq-both+qdrop")
-MEASURED_BITS = (4, 3)  # rdoq-measured runs at these average weight bits only (curves are shared: cheap)
+METHODS = ("minmax", "qdrop", "rdoq", "rdoq+qdrop", "rdoq-both", "rdoq-both+qdrop", "rdoq-logits", "rdoq-measured")
+MEASURED_BITS = (4, 3)  # rdoq-logits / -measured run at these average weight bits only (curves are shared)
+# RDOQ rows price the class outputs as scores (the default rd_target), except these, which use the
+# logits: rdoq-logits and rdoq-measured compare the second-order and measured estimators on the same
+# target, and the rdoq-both+qdrop rows ran before the scores target existed.
+LOGIT_METHODS = ("rdoq-logits", "rdoq-measured", "rdoq-both+qdrop")
 MINMAX_W = {"quantizer": "FixedFakeQuantize", "observer": "MinMaxObserver", "ch_axis": 0}
 MINMAX_A = {"quantizer": "FixedFakeQuantize", "observer": "AvgMinMaxObserver"}
 # RD curve settings shared by every RDOQ row (so rdoq and rdoq-measured price the same candidates).
@@ -65,6 +69,8 @@ def quant_section(method: str, w_bits: int, a_bits: int, iters: int, calibrate: 
                            "solver": "dp"}
         if method.startswith("rdoq-both"):
             section["rdoq"].update(RD_ACTS, act_rate=a_bits)
+        if method in LOGIT_METHODS:
+            section["rd_target"] = "logits"
         hooks += [{"type": "RDCurvesHook"}, {"type": "BitAllocHook"}]
     if recon:
         hooks.append({"type": "QDropReconHook"})
@@ -75,7 +81,9 @@ def quant_section(method: str, w_bits: int, a_bits: int, iters: int, calibrate: 
 def work_dir(model: str, method: str, w_bits: int, a_bits: int, args: argparse.Namespace) -> Path:
     """One folder per row and settings (a changed setting never reuses a stale result)."""
     iters = f"_i{args.iters}" if "qdrop" in method else ""
-    return args.work_root / f"{model}_{method.replace('+', '_')}_w{w_bits}a{a_bits}_c{args.calibrate}{iters}"
+    target = "_scores" if method.startswith("rdoq") and method not in LOGIT_METHODS else ""
+    name = "rdoq" if method == "rdoq-logits" else method.replace("+", "_")  # the rows from before rd_target
+    return args.work_root / f"{model}_{name}_w{w_bits}a{a_bits}_c{args.calibrate}{iters}{target}"
 
 
 def run(model: str, method: str, w_bits: int, a_bits: int, args: argparse.Namespace,
@@ -114,7 +122,8 @@ def row(model: str, method: str, w_bits: int, report: dict[str, Any]) -> dict[st
     if "rdoq" in report:
         rd = report["rdoq"]
         chosen = next(r for r in rd["rates"] if r["target_rate"] == rd["apply_rate"])
-        out.update(curve_time_s=rd["curves"].get("compute_time_s"), alloc_time_s=chosen["solver_time_s"],
+        out.update(distortion_target="logits" if method in LOGIT_METHODS else "scores",
+                   curve_time_s=rd["curves"].get("compute_time_s"), alloc_time_s=chosen["solver_time_s"],
                    avg_w_bits=round(chosen["avg_bits"], 3),
                    avg_a_bits=round(chosen["kind_bits"]["act"], 3) if "act" in chosen.get("kind_bits", {}) else None,
                    predicted_distortion=chosen["predicted_distortion"],
@@ -144,7 +153,7 @@ def main() -> None:
                 fp_added = True
         for w_bits in args.bits:
             for method in args.methods:
-                if method == "rdoq-measured" and w_bits not in MEASURED_BITS:
+                if method in ("rdoq-logits", "rdoq-measured") and w_bits not in MEASURED_BITS:
                     continue
                 report = run(model, method, w_bits, 4, args, need_fp=not fp_added)
                 if report is None:

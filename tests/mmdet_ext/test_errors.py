@@ -42,6 +42,7 @@ def test_checkpoint_keys_that_do_not_match(make_config: Callable[..., Path], ran
      "recon.exclude: matches no reconstruction unit; got .bbox_head"),
     ("quant = dict(per_level_act='yes')", "per_level_act: expected a boolean; got 'yes'; allowed: true, false"),
     ("quant = dict(rdoq=dict(target='both'))", "rdoq.act_rate: is required with target 'both'"),
+    ("quant = dict(rd_target='probs')", "rd_target: unknown value; got 'probs'; allowed: scores, logits"),
 ])
 def test_bad_quant_section(make_config: Callable[..., Path], random_checkpoint: Callable[[str], Path], tmp_path: Path,
                            quant: str, match: str) -> None:
