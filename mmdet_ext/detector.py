@@ -128,7 +128,9 @@ class DetectorRun:
         if not two_stage:
             return [*outs, *cls, *reg]
         result = model.roi_head._bbox_forward(feats, bbox2roi(self._proposals[id(batch)]))
-        roi_cls = roi_scores(model.roi_head.bbox_head, result["cls_score"]) if self.scores else result["cls_score"]
+        roi_cls = result["cls_score"]
+        if self.scores:
+            roi_cls = roi_scores(model.roi_head.bbox_head, roi_cls)
         return [*outs, *cls, *reg, roi_cls, result["bbox_pred"]]
 
     def __call__(self, model: nn.Module, batch: Mapping[str, Any]) -> Any:

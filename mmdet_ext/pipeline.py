@@ -159,8 +159,9 @@ def quantize(prep: Prepared, hooks: list[dict[str, Any]] | None = None) -> Quant
     np.random.seed(prep.calib["seed"])
     batches = calib_batches(prep.calib_dataset, prep.qcfg.calibrate, prep.calib["samples_per_gpu"],
                             prep.calib["seed"], prep.rank, prep.world)
+    run = DetectorRun(fp_model, prep.device, batches, rd_scores(prep.qcfg))
     ctx = QuantContext(model=model, fp_model=fp_model, qcfg=prep.qcfg, work_dir=prep.work_dir, batches=batches,
-                       run=DetectorRun(fp_model, prep.device, batches, rd_scores(prep.qcfg)), device=prep.device, run_hash=prep.run_hash,
+                       run=run, device=prep.device, run_hash=prep.run_hash,
                        rank=prep.rank, world=prep.world, logger=logger, data_hash=prep.data_hash)
     if hooks is None:
         resume(ctx)
