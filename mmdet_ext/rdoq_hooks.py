@@ -125,7 +125,7 @@ def load_curves(runner: QuantContext, cfg: RDOQConfig) -> dict[tuple[str, Tensor
     layers = allocated_layers(runner)
     store = curve_store(runner.work_dir, cfg, runner.data_hash, runner.run.scores)
     keys = curve_keys(layers, cfg.target)
-    missing = [key for key in keys if not store.has(*key)]
+    missing = store.missing(keys)
     if missing:
         raise FileNotFoundError(f"{len(missing)} RD curves are missing from {store.dir} (e.g. {missing[0][0]}); "
                                 "run tools/gen_rd_curves.py with the same config first, or list RDCurvesHook")

@@ -75,9 +75,9 @@ from rdoq_plugins.modules.quant_layer import QuantLayer
 from rdoq_plugins.rd import apply_choice, curve_table
 from rdoq_plugins.rd.alloc_output import alloc_summary, write_allocations
 from rdoq_plugins.rd.run import (
-    KINDS,
     allocate_rates,
     compute_curves,
+    curve_keys,
     measure_allocations,
     rd_layers,
 )
@@ -735,11 +735,12 @@ def allocate(prep: Prepared, cfg: RDOQConfig) -> dict[str, Any]:
     qcfg = replace(prep.qcfg, rdoq=cfg)
     model, layers = rd_structure(prep, qcfg)
     store = curve_store(prep.work_dir / CURVE_DIR, cfg, prep.data_key)
-    missing = store.missing(list(layers), KINDS[cfg.target])
+    keys = curve_keys(layers, cfg.target)
+    missing = store.missing(keys)
     if missing:
         raise FileNotFoundError(f"{len(missing)} RD curves are missing from {store.dir} (e.g. {missing[0][0]}); "
                                 "run tools/pcdet/gen_rd_curves.py with the same config and work dir first")
-    curves = [store.load(n, k) for k in KINDS[cfg.target] for n in layers]
+    curves = [store.load(*key) for key in keys]
     table = curve_table(curves, cfg.min_bits)
     allocs = allocate_rates(table, cfg)
     if cfg.additivity:

@@ -101,7 +101,7 @@ def compute_curves(
     """Every curve the config needs, computing only those not in ``store`` (``writer``: this
     process saves them). Returns the curves and how many were computed now."""
     keys = curve_keys(layers, cfg.target)
-    missing = [key for key in keys if not store.has(*key)]
+    missing = store.missing(keys)
     save = store.save if writer else (lambda c: None)
     for kind in dict.fromkeys(k for _, k in missing):  # one pass per kind: each over its own layers
         todo = {n: layers[n] for n, k in missing if k is kind}
@@ -161,16 +161,17 @@ def allocate_rates(table: CurveTable, cfg: RDOQConfig, solver: str | None = None
     ``avg_bits`` is then the weights' average."""
     solver = solver or cfg.solver
     elements = np.concatenate([c.whole_elements().numpy() for c in table.curves])
+    budgets = [(rows, at_act_rate, RDTable(table.rate[rows], table.distortion[rows], table.allowed[rows]),
+                float(elements[rows].sum())) for rows, at_act_rate in budget_rows(table, cfg.target)]
     out = []
     for r in rates if rates is not None else cfg.target_rates:
         choice = np.zeros(len(table.rate), dtype=np.int64)
         elapsed = 0.0
-        for rows, at_act_rate in budget_rows(table, cfg.target):
-            rate, allowed, count = table.rate[rows], table.allowed[rows], float(elements[rows].sum())
+        for rows, at_act_rate, rd, count in budgets:
             budget = (cfg.act_rate if at_act_rate and cfg.act_rate is not None else r) * count
-            kw = {"rate_unit": rate_unit(rate, allowed, budget)} if solver == "dp" else {}
+            kw = {"rate_unit": rate_unit(rd.rate, rd.allowed, budget)} if solver == "dp" else {}
             start = time.perf_counter()
-            alloc = allocate(RDTable(rate, table.distortion[rows], allowed), budget, solver, **kw)
+            alloc = allocate(rd, budget, solver, **kw)
             elapsed += time.perf_counter() - start
             choice[rows] = alloc.choice
         kinds = kind_averages(table, choice)

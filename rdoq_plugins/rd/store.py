@@ -53,5 +53,6 @@ class CurveStore:
     def load(self, layer: str, kind: TensorKind) -> LayerCurve:
         return LayerCurve.from_state(torch.load(self.path(layer, kind), map_location="cpu", weights_only=True))
 
-    def missing(self, layers: list[str], kinds: tuple[TensorKind, ...]) -> list[tuple[str, TensorKind]]:
-        return [(n, k) for k in kinds for n in layers if not self.has(n, k)]
+    def missing(self, keys: list[tuple[str, TensorKind]]) -> list[tuple[str, TensorKind]]:
+        """The ``(layer, kind)`` keys that have no curve here yet."""
+        return [key for key in keys if not self.has(*key)]

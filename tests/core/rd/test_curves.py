@@ -105,7 +105,8 @@ def test_store_resumes(quantized, tmp_path) -> None:  # type: ignore[no-untyped-
     curves = second_order_curves(model, layers, batches, outputs, spec)
     store = CurveStore(tmp_path, "abc")
     store.save(curves[("conv1", TensorKind.WEIGHT)])
-    assert store.missing(list(layers), spec.kinds) == [(n, TensorKind.WEIGHT) for n in layers if n != "conv1"]
+    keys = [(n, k) for k in spec.kinds for n in layers]
+    assert store.missing(keys) == [(n, TensorKind.WEIGHT) for n in layers if n != "conv1"]
     back = store.load("conv1", TensorKind.WEIGHT)
     assert torch.equal(back.distortion, curves[("conv1", TensorKind.WEIGHT)].distortion)
     assert not list(tmp_path.rglob(".tmp-*"))
