@@ -60,8 +60,10 @@ demo-core: install
 	$(PY) tools/demo_core.py
 
 # Long experiments (hours on 2 CPU cores; every row resumes): the mmdet detectors (bench/results.json),
-# the bit allocators (bench/alloc.json) and the sparse VoxelNeXt-shaped detector (bench/results_sparse.json).
+# the bit allocators (bench/alloc.json), the sparse VoxelNeXt-shaped detector (bench/results_sparse.json)
+# and the shipped COCO configs at 1333x800 (bench/scale.json, ~40 min).
 bench: install data
+	OMP_NUM_THREADS=1 $(PY) tools/bench_scale.py
 	$(PY) tools/bench_alloc.py
 	$(PY) tools/bench_sparse.py
 	$(PY) tools/bench.py

@@ -22,6 +22,7 @@ from mmdet_ext.head_levels import split_head_levels
 from mmdet_ext.rd_target import dense_scores, roi_scores
 from rdoq_plugins import ActPosition, QuantConfig, QuantLayer, quantize_model
 from rdoq_plugins.config import ConfigError
+from rdoq_plugins.memory import release_free_memory
 
 # A ConvModule (conv, folded norm, activation) is one unit so its error is measured after the ReLU, as
 # QDrop's fused conv + ReLU layers are; a RetinaHead tower conv alone would be fitted on pre-ReLU
@@ -108,6 +109,8 @@ class DetectorRun:
                     img, metas = unpack(batch, device)
                     feats = fp_model.extract_feat(img)
                     self._proposals[id(batch)] = fp_model.rpn_head.simple_test_rpn(feats, metas)
+                    del feats, img
+                    release_free_memory()
 
     def images(self, batch: Mapping[str, Any]) -> int:
         """The number of images in ``batch``."""

@@ -42,6 +42,8 @@ def finish_run(prep: Prepared, model: nn.Module, ctx: QuantContext | None, fp: d
     }
     if ctx is not None:
         report["recon_units"] = ctx.recon_stats
+        if ctx.recon_cost:
+            report["recon_cache"] = ctx.recon_cost
         if "alloc" in ctx.rdoq:
             report["rdoq"] = ctx.rdoq["alloc"]
     if prep.rank == 0:

@@ -33,6 +33,7 @@ from mmdet_ext.quant_section import EXTRA_KEYS, hook_configs, merge_quant_sectio
 from mmdet_ext.rd_target import rd_scores
 from mmdet_ext.state import checkpoint_identity, config_hash, is_quantized, load_strict, read_checkpoint
 from rdoq_plugins import QuantConfig, fuse_conv_bn
+from rdoq_plugins.memory import map_large_allocations
 from rdoq_plugins.recon.select import select_units
 
 logger = logging.getLogger("rdoq_plugins")
@@ -142,10 +143,19 @@ def prepare(config: Path, checkpoint: Path, work_dir: Path | None, quant_config:
                     quantized, device, rank, world, run_hash, classes, data_hash)
 
 
-def quantize(prep: Prepared, hooks: list[dict[str, Any]] | None = None) -> QuantContext:
-    """Quantizes a copy of the FP model and runs the quant hooks (calibration, RD curves, bit
-    allocation, reconstruction): the config's, resuming from the work dir's state, or ``hooks``
-    (the single-step RDOQ tools, which work on the FP model and never resume a model state)."""
+@dataclass
+class Planned:
+    """Quantization set up and checked, ready to run: the context and its hooks in run order."""
+
+    ctx: QuantContext
+    hooks: list[Any]
+
+
+def plan_quantization(prep: Prepared, hooks: list[dict[str, Any]] | None = None) -> Planned:
+    """Quantizes a copy of the FP model, reads the calibration batches and runs every hook's
+    ``check`` (cheap checks, cost projections): the config's hooks, resuming from the work dir's
+    state, or ``hooks`` (the single-step RDOQ tools, which work on the FP model and never resume a
+    model state). Nothing long runs here, so tools call it before the FP evaluation."""
     if prep.quantized_checkpoint:
         raise ValueError(f"{prep.checkpoint} is already quantized; evaluate it without hooks")
     fp_model = prep.model
@@ -155,10 +165,11 @@ def quantize(prep: Prepared, hooks: list[dict[str, Any]] | None = None) -> Quant
     quantize_detector(model, prep.qcfg, prep.heads)
     if prep.qcfg.recon is not None:  # recon.exclude names real units: checked before calibration
         select_units(detector_units(model), prep.qcfg.recon.exclude)
+    map_large_allocations()  # feature maps of tens of MB: their pages go back to the OS when freed
     random.seed(prep.calib["seed"])
     np.random.seed(prep.calib["seed"])
     batches = calib_batches(prep.calib_dataset, prep.qcfg.calibrate, prep.calib["samples_per_gpu"],
-                            prep.calib["seed"], prep.rank, prep.world)
+                            prep.calib["seed"], prep.rank, prep.world, images_needed(prep.qcfg, hooks))
     run = DetectorRun(fp_model, prep.device, batches, rd_scores(prep.qcfg))
     ctx = QuantContext(model=model, fp_model=fp_model, qcfg=prep.qcfg, work_dir=prep.work_dir, batches=batches,
                        run=run, device=prep.device, run_hash=prep.run_hash,
@@ -167,10 +178,33 @@ def quantize(prep: Prepared, hooks: list[dict[str, Any]] | None = None) -> Quant
         resume(ctx)
     built = [build_from_cfg(h, HOOKS) for h in (hooks if hooks is not None else hook_configs(prep.qcfg))]
     built.sort(key=lambda h: get_priority(h.priority))  # mmcv: lower value runs first
+    for hook in built:
+        hook.check(ctx)
+    return Planned(ctx, built)
+
+
+def run_quantization(planned: Planned) -> QuantContext:
+    """Runs the hooks' ``before_test`` stages in order (calibration, RD curves, bit allocation,
+    reconstruction), gradients enabled."""
     with torch.enable_grad():
-        for hook in built:
-            hook.before_test(ctx)
-    return ctx
+        for hook in planned.hooks:
+            hook.before_test(planned.ctx)
+    return planned.ctx
+
+
+def quantize(prep: Prepared, hooks: list[dict[str, Any]] | None = None) -> QuantContext:
+    """:func:`plan_quantization`, then :func:`run_quantization`."""
+    return run_quantization(plan_quantization(prep, hooks))
+
+
+def images_needed(qcfg: QuantConfig, hooks: list[dict[str, Any]] | None) -> int | None:
+    """How many calibration images a hook list reads: the RDOQ-only steps (curves, allocation)
+    read ``rdoq.calib_images``; None means all of ``calibrate``."""
+    if hooks is None or qcfg.rdoq is None or qcfg.rdoq.calib_images is None:
+        return None
+    if any(h["type"] not in ("RDCurvesHook", "BitAllocHook") for h in hooks):
+        return None
+    return min(qcfg.calibrate, qcfg.rdoq.calib_images)
 
 
 def resume(ctx: QuantContext) -> None:

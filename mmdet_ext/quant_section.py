@@ -52,6 +52,11 @@ def parse_quant_section(data: Mapping[str, Any]) -> QuantConfig:
         if HOOKS.get(hook["type"]) is None:
             quant_hooks = sorted(n for n in HOOKS.module_dict if n.startswith(("Quant", "QDrop", "RDOQ")))
             raise ConfigError(f"hooks[{i}].type", "not in mmcv's HOOKS registry", hook["type"], ", ".join(quant_hooks))
+        args = {k: v for k, v in hook.items() if k != "type"}
+        try:  # a hook checks its own arguments when built
+            HOOKS.get(hook["type"])(**args)
+        except TypeError as err:
+            raise ConfigError(f"hooks[{i}]", f"bad arguments for {hook['type']} ({err})", args) from None
     types = {h["type"] for h in hooks}
     if "QDropReconHook" in types and qcfg.recon is None:
         raise ConfigError("recon", "QDropReconHook is listed but recon is null", None, "a recon section")

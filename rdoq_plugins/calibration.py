@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from rdoq_plugins.memory import release_free_memory
 from rdoq_plugins.modules.quant_layer import QuantLayer
 from rdoq_plugins.modules.switch import quantizers, set_observer_state, set_quant_state
 
@@ -53,6 +54,7 @@ def calibrate(
     for batch in progress(batches) if progress is not None else batches:
         run(model, batch)
         seen += 1
+        release_free_memory()  # else freed feature maps stay resident, more with every batch
     set_observer_state(model, weight=False, act=False)
     empty = [q for q in quantizers(model, weight=False) if int(q.observer.num_batches) == 0]
     if seen == 0 or empty:

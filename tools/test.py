@@ -19,7 +19,7 @@ import mmdet_ext  # noqa: F401  (registers the hooks)
 from mmdet_ext.cli import add_run_args, parse_run_args
 from mmdet_ext.dist import init_distributed
 from mmdet_ext.outputs import finish_run, print_table
-from mmdet_ext.pipeline import evaluate, prepare, quantize
+from mmdet_ext.pipeline import evaluate, plan_quantization, prepare, run_quantization
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,14 +36,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     init_distributed(args.launcher, args.local_rank)
     start = time.time()
     prep = prepare(args.config, args.checkpoint, args.work_dir, args.quant_config, args.cfg_options)
+    planned = None if prep.quantized_checkpoint else plan_quantization(prep)  # checks before the FP evaluation
     timings: dict[str, float] = {"prepare": time.time() - start}
     fp: dict[str, float] = {}
     if not args.skip_fp and not prep.quantized_checkpoint:
         fp, timings["eval_fp"] = evaluate(prep, prep.model, "FP32 test", args.eval)
-    if prep.quantized_checkpoint:
+    if planned is None:
         model, ctx = prep.model, None
     else:
-        ctx = quantize(prep)
+        ctx = run_quantization(planned)
         model = ctx.model
         timings.update(ctx.timings)
     quant, timings["eval_quant"] = evaluate(prep, model, "quantized test", args.eval)

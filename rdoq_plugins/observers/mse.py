@@ -22,6 +22,18 @@ from rdoq_plugins.registry import OBSERVERS
 _ROWS = PerChannel(0)
 
 
+def strided_index(length: int, count: int, device: torch.device | str = "cpu") -> Tensor:
+    """``count`` evenly spaced indices from 0 to ``length - 1``, both included, in int64.
+
+    Integer arithmetic on purpose: ``torch.linspace`` runs in float32, whose 24-bit mantissa rounds
+    the last index of a row longer than 2**24 up to ``length`` (out of range).
+    """
+    if count <= 1:
+        return torch.zeros(min(count, length), dtype=torch.long, device=device)
+    steps = torch.arange(count, dtype=torch.long, device=device)
+    return steps * (length - 1) // (count - 1)
+
+
 class _LpSearchObserver(Observer):
     """Shared machinery: the Lp error of a per-unit shrink ratio."""
 
@@ -43,8 +55,7 @@ class _LpSearchObserver(Observer):
         cols = max(1024, self.max_elements // xc.shape[0])
         if xc.shape[1] <= cols:
             return xc
-        idx = torch.linspace(0, xc.shape[1] - 1, cols, device=xc.device).long()
-        return xc[:, idx]
+        return xc[:, strided_index(xc.shape[1], cols, xc.device)]
 
     def lp_error(self, xc: Tensor, lo: Tensor, hi: Tensor, ratio: Tensor, bits: Tensor) -> Tensor:
         """``sum |Q(x) - x|^p`` per unit for the range ``[lo * ratio, hi * ratio]``."""

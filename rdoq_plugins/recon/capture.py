@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor, nn
 
+from rdoq_plugins.recon.cost import survey_units
 from rdoq_plugins.recon.unit_io import UnitIO
 
 B = TypeVar("B")
@@ -88,26 +89,10 @@ def capture_calls(
     return calls
 
 
-@torch.no_grad()
 def call_order(model: nn.Module, names: list[str], batch: B, run: Callable[[nn.Module, B], Any]) -> list[str]:
     """``names`` sorted by when each module first runs in ``run(model, batch)``.
 
     Registration order is not always forward order (mmdet's ConvFCBBoxHead registers its
     predictors before its shared FCs). A module the forward pass never reaches is an error.
     """
-    first: dict[str, int] = {}
-    handles = []
-    for name in names:
-        def note(_: nn.Module, __: tuple[Any, ...], name: str = name) -> None:
-            first.setdefault(name, len(first))
-
-        handles.append(model.get_submodule(name).register_forward_pre_hook(note))
-    try:
-        run(model, batch)
-    finally:
-        for h in handles:
-            h.remove()
-    missing = [n for n in names if n not in first]
-    if missing:
-        raise RuntimeError(f"the forward pass never reaches {len(missing)} units, e.g. {missing[:3]}")
-    return sorted(names, key=first.__getitem__)
+    return [s.name for s in survey_units(model, names, batch, run)]

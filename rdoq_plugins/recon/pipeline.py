@@ -7,15 +7,16 @@ runs; resume and distributed averaging live in the adapters.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
+from rdoq_plugins.memory import release_free_memory
 from rdoq_plugins.modules.level_quantizer import cursor_levels, level_cursors
-from rdoq_plugins.recon.cache import ChunkCache
+from rdoq_plugins.recon.cache import ChunkCache, remove_stale_spills
 from rdoq_plugins.recon.capture import Call, capture_calls
 from rdoq_plugins.recon.reconstruct import QDropReconstructor, ReconStats
 from rdoq_plugins.recon.unit_io import UnitIO
@@ -32,15 +33,19 @@ def cache_unit(
     run: Callable[[nn.Module, B], Any],
     cache: ChunkCache,
     io: UnitIO | None = None,
+    num_calls: int | None = None,
 ) -> ChunkCache:
     """Fills ``cache`` with ``(quant_in, fp_in, fp_out)`` of unit ``name`` for every batch and call
     (through ``io`` for units whose inputs and outputs are not tensors, with each call's context).
-    A unit with per-level input quantizers tags each call with the pyramid levels it ran at."""
+    A unit with per-level input quantizers tags each call with the pyramid levels it ran at.
+    With ``num_calls`` (the unit's calls per forward pass, see
+    :func:`~rdoq_plugins.recon.cost.survey_units`) every capture pass stops at the unit's last
+    call; without it the first batch's FP pass runs to the model's end to count them."""
     unit_q, unit_fp = model.get_submodule(name), fp_model.get_submodule(name)
     cursors = level_cursors(unit_q)
     levels: list[tuple[int | None, ...]] = []  # per quantized call: its pyramid levels (LevelQuantizer)
     note = unit_q.register_forward_pre_hook(lambda *_: levels.append(cursor_levels(cursors))) if cursors else None
-    calls: int | None = None
+    calls = num_calls
     try:
         for batch in batches:
             fp = capture_calls(fp_model, unit_fp, batch, run, with_output=True, num_calls=calls, io=io)
@@ -48,6 +53,8 @@ def cache_unit(
             levels.clear()
             quant = capture_calls(model, unit_q, batch, run, with_output=False, num_calls=calls, io=io)
             _add_calls(name, cache, unit_q, quant, fp, levels if cursors else [None] * len(quant), io)
+            del quant, fp
+            release_free_memory()
     finally:
         if note is not None:
             note.remove()
@@ -81,6 +88,8 @@ def reconstruct_units(
     cache_device: torch.device | str = "cpu",
     spill_dir: Path | None = None,
     io: UnitIO | None = None,
+    calls: Mapping[str, int] | None = None,
+    store_dtype: torch.dtype | None = None,
 ) -> dict[str, ReconStats]:
     """Reconstructs ``model``'s units in order against ``fp_model`` (same module names).
 
@@ -96,11 +105,15 @@ def reconstruct_units(
         cache_device: where cached chunks live in memory.
         spill_dir: where spilled chunks go (system temp folder if None).
         io: how to cache and rebuild units whose inputs / outputs are not tensors (sparse models).
+        calls: each unit's calls per forward pass, so capture passes stop at the unit.
+        store_dtype: dtype the cache stores floating-point tensors in (None keeps theirs).
     """
+    if spill_dir is not None:
+        remove_stale_spills(spill_dir)  # left by a run that was killed
     stats: dict[str, ReconStats] = {}
     for name in unit_names:
-        with ChunkCache(cache_device, max_cache_bytes, spill_dir) as cache:
-            cache_unit(model, fp_model, name, batches, run, cache, io)
+        with ChunkCache(cache_device, max_cache_bytes, spill_dir, store_dtype=store_dtype) as cache:
+            cache_unit(model, fp_model, name, batches, run, cache, io, (calls or {}).get(name))
             stats[name] = reconstructor(model.get_submodule(name), cache, progress(name) if progress else None,
                                         io=io)
     return stats

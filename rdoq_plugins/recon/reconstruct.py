@@ -129,6 +129,9 @@ class QDropReconstructor:
         cursors = level_cursors(unit)
         if cursors and io is not None:
             raise NotImplementedError("per-level input quantizers in a unit with a UnitIO")
+        plan = getattr(cache, "plan", None)
+        if plan is not None:  # a ChunkCache rotates its disk windows over the run
+            plan(cfg.iters)
         losses: list[float] = []
         stopped = False
         loop = range(cfg.iters)

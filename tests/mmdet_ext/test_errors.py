@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from rdoq_plugins.config import ConfigError
+from rdoq_plugins.recon import DiskSpaceError
 from tools.test import main as run_test_tool
 
 
@@ -43,6 +45,10 @@ def test_checkpoint_keys_that_do_not_match(make_config: Callable[..., Path], ran
     ("quant = dict(per_level_act='yes')", "per_level_act: expected a boolean; got 'yes'; allowed: true, false"),
     ("quant = dict(rdoq=dict(target='both'))", "rdoq.act_rate: is required with target 'both'"),
     ("quant = dict(rd_target='probs')", "rd_target: unknown value; got 'probs'; allowed: scores, logits"),
+    ("quant = dict(hooks=[dict(type='QDropReconHook', cache_dtype='fp8')])",
+     "hooks.QDropReconHook.cache_dtype: unknown dtype; got 'fp8'; allowed: float16, bfloat16, float32"),
+    ("quant = dict(hooks=[dict(type='QDropReconHook', cache_size=4)])",
+     r"hooks\[0\]: bad arguments for QDropReconHook .*cache_size"),
 ])
 def test_bad_quant_section(make_config: Callable[..., Path], random_checkpoint: Callable[[str], Path], tmp_path: Path,
                            quant: str, match: str) -> None:
@@ -56,3 +62,16 @@ def test_bad_quant_config_file(make_config: Callable[..., Path], random_checkpoi
     yaml_file.write_text("recon:\n  drop_prob: 1.5\n")
     _fails(make_config(), random_checkpoint("faster_rcnn_r50_narrow_digits.py"), tmp_path / "w", ConfigError,
            r"recon.drop_prob: out of range", "--quant-config", str(yaml_file))
+
+
+def test_a_spill_the_disk_cannot_hold_stops_before_the_fp_evaluation(
+        make_config: Callable[..., Path], random_checkpoint: Callable[[str], Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import rdoq_plugins.recon.cost as cost
+    import tools.test
+
+    monkeypatch.setattr(cost.shutil, "disk_usage", lambda _: SimpleNamespace(free=1000))
+    monkeypatch.setattr(tools.test, "evaluate", lambda *a, **k: pytest.fail("evaluated before the disk check"))
+    quant = "quant = dict(calibrate=4, hooks=[dict(type='QuantCalibHook'), dict(type='QDropReconHook', cache_gb=0)])"
+    _fails(make_config(quant=quant, name="nodisk"), random_checkpoint("faster_rcnn_r50_narrow_digits.py"),
+           tmp_path / "w", DiskSpaceError, r"would spill \d+\.\d MB of \S+'s cache to .*spill_rank0, which has 0\.0 MB free")

@@ -102,3 +102,18 @@ def test_both_allocates_weights_and_activations_around_per_level_heads(
     assert "bbox_head.retina_cls:weight" in bits and "bbox_head.retina_cls:act" not in bits
     assert "neck.fpn_convs.0.conv:act" in bits
     assert len({v for k, v in bits.items() if k.endswith(":act")}) > 1
+
+
+def test_curve_tool_reads_only_the_images_its_curves_use(make_config: Callable[..., Path],
+                                                         random_checkpoint: Callable[[str], Path], tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import mmdet_ext.pipeline
+
+    read: list[int] = []
+    original = mmdet_ext.pipeline.calib_batches
+    monkeypatch.setattr(mmdet_ext.pipeline, "calib_batches",
+                        lambda *a, **k: read.append(len(b := original(*a, **k))) or b)  # type: ignore[func-returns-value]
+    config = make_config(quant=_quant(3).replace("calibrate=4", "calibrate=8"), name="rdoq_testsize")
+    info = gen_rd_curves([str(config), str(random_checkpoint("faster_rcnn_r50_narrow_digits.py")),
+                          "--work-dir", str(tmp_path / "w"), "--testsize", "2"])
+    assert info["images"] == 2 and read == [1]  # one 2-image batch read, of the 8 calibration images

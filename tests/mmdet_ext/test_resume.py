@@ -1,5 +1,6 @@
 """A run killed during reconstruction resumes after the last finished unit and ends exactly where
-an uninterrupted run ends; the quantized checkpoint evaluates again without re-calibration."""
+an uninterrupted run ends, leaving no spilled cache behind; the quantized checkpoint evaluates again
+without re-calibration."""
 from __future__ import annotations
 
 import json
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from rdoq_plugins.recon import QDropReconstructor
+from rdoq_plugins.recon.cache import SPILL_PREFIX
 from tools.test import main as run_test_tool
 
 QUANT = "quant = dict(calibrate=4, calib=dict(samples_per_gpu=2), recon=dict(iters=4, batch_size=1))"
@@ -22,7 +24,9 @@ def _run(config: Path, ckpt: Path, work: Path, *extra: str) -> dict:
 def test_killed_run_resumes_to_the_same_model(make_config: Callable[..., Path],
                                               random_checkpoint: Callable[[str], Path],
                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config, ckpt = make_config(quant=QUANT, name="resume"), random_checkpoint("faster_rcnn_r50_narrow_digits.py")
+    # No cache memory: every unit's cache spills to the work dir.
+    spilling = QUANT[:-1] + ", hooks=[dict(type='QuantCalibHook'), dict(type='QDropReconHook', cache_gb=0)])"
+    config, ckpt = make_config(quant=spilling, name="resume"), random_checkpoint("faster_rcnn_r50_narrow_digits.py")
     full = _run(config, ckpt, tmp_path / "full")
 
     calls = {"n": 0}
@@ -40,9 +44,18 @@ def test_killed_run_resumes_to_the_same_model(make_config: Callable[..., Path],
     assert sorted(p.name for p in (tmp_path / "resumed").iterdir()) == ["quant_state"]  # no half outputs
     state = torch.load(tmp_path / "resumed" / "quant_state" / "state.pth", weights_only=True)
     assert len(state["done_units"]) == 4
+    spill = tmp_path / "resumed" / "quant_state" / "spill_rank0"
+    assert list(spill.iterdir()) == []  # the interrupted unit's spill is gone
+    stale = spill / f"{SPILL_PREFIX}killed"  # what a SIGKILL leaves: the next run removes it
+    stale.mkdir()
+    (stale / "000000.pt").write_bytes(b"0" * 1024)
     monkeypatch.setattr(QDropReconstructor, "__call__", original)
 
     resumed = _run(config, ckpt, tmp_path / "resumed")
+    assert list(spill.iterdir()) == []
+    report = json.loads((tmp_path / "resumed" / "report.json").read_text())
+    assert report["recon_cache"]["disk_needed_gb"] > 0 and report["recon_cache"]["tiers"]["host_gb"] == 0
+    assert all(u["cache"]["bytes_disk"] > 0 for u in report["recon_units"].values() if "cache" in u)
     assert resumed["quant"] == full["quant"]
     a = torch.load(tmp_path / "full" / "quantized.pth", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "resumed" / "quantized.pth", weights_only=True)["state_dict"]

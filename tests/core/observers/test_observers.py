@@ -8,10 +8,12 @@ from rdoq_plugins.granularity import PerChannel, PerGroup, PerTensor
 from rdoq_plugins.observers import (
     AvgMinMaxObserver,
     AvgMSEFastObserver,
+    AvgMSEObserver,
     MinMaxObserver,
     MSEFastObserver,
     MSEObserver,
 )
+from rdoq_plugins.observers.mse import strided_index
 from rdoq_plugins.quant.uniform import fake_quantize
 
 BITS4 = torch.tensor([4])
@@ -104,3 +106,20 @@ def test_wrong_channel_count_and_no_data_are_errors() -> None:
         obs(torch.randn(3, 2), torch.full((4,), 8))
     with pytest.raises(RuntimeError, match="before any data"):
         obs.calculate_qparams(torch.full((4,), 8))
+
+
+def test_strided_index_is_exact_beyond_float32_precision() -> None:
+    n = 2 * 256 * 200 * 336  # a layer1 input of 2 images at 1344x800: float32 rounds n - 1 up to n
+    assert int(torch.linspace(0, n - 1, 65_536).long()[-1]) >= n  # the bug this guards against
+    idx = strided_index(n, 65_536)
+    assert idx.dtype == torch.long and int(idx[0]) == 0 and int(idx[-1]) == n - 1
+    assert bool((idx.diff() > 0).all())
+
+
+@pytest.mark.parametrize("observer", [MSEObserver, AvgMSEObserver, MSEFastObserver, AvgMSEFastObserver])
+def test_lp_observers_take_a_row_longer_than_2_pow_24(observer: type) -> None:
+    x = torch.randn(1, (1 << 24) + 7)  # one per-tensor row, like a layer1 input at 1333x800
+    x[0, -1] = 50.0  # the last element sets the max, so the full range is used
+    obs = observer()
+    obs(x, BITS4)
+    assert obs.hi.item() <= 50.0 and obs.lo.item() < 0 and torch.isfinite(obs.calculate_qparams(BITS4)[0]).all()
