@@ -37,6 +37,7 @@ from rdoq_plugins.recon import (
     cache_unit,
     check_disk,
     cost_summary,
+    gpu_cache_bytes,
     plan_cache,
     remove_stale_spills,
     survey_units,
@@ -168,7 +169,7 @@ class QDropReconHook(QuantHook):
         if self.gpu_cache_gb is not None:
             return runner.device, int(self.gpu_cache_gb * 2**30), host
         free, total = torch.cuda.mem_get_info(runner.device)
-        return runner.device, max(0, free - max(4 << 30, int(0.15 * total))), host
+        return runner.device, int(gpu_cache_bytes(free, total)), host
 
     def check(self, runner: QuantContext) -> None:
         """Surveys the units on the first batch and projects the cache; refuses a run whose spill

@@ -175,10 +175,11 @@ def measure_units(model: str, work: Path) -> dict[str, Any]:
 
 
 def project(units: list[dict[str, Any]], gpu: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
-    """The default run's cost on ``gpu``: cache tiers per unit (:func:`plan_cache`'s rule), disk,
+    """The default run's cost on an empty ``gpu``: cache tiers per unit (the hook's rule), disk,
     bytes loaded (disk windows and host-to-device), and hours."""
-    reserve = max(4.0, 0.15 * gpu["memory_gb"])
-    device_b, host_b = (gpu["memory_gb"] - reserve) * GIB, run["host_cache_gb"] * GIB
+    from rdoq_plugins.recon import gpu_cache_bytes, split_tiers
+
+    device_b, host_b = gpu_cache_bytes(gpu["memory_gb"] * GIB, gpu["memory_gb"] * GIB), run["host_cache_gb"] * GIB
     rate = gpu["sustained_tflops"] * 1e12
     compute_s = disk_read = h2d = disk_max = 0.0
     prefix = 0.0  # forward FLOPs per image up to and including this unit
@@ -186,9 +187,7 @@ def project(units: list[dict[str, Any]], gpu: dict[str, Any], run: dict[str, Any
         prefix += u["forward_flops_per_image"]
         per_image = u["bytes_per_image_fp16"] * run["cache_dtype_bytes"] / 2
         total = per_image * run["images"]
-        device = min(total, device_b)
-        host = min(total - device, host_b)
-        disk = total - device - host
+        device, host, disk = split_tiers(total, device_b, host_b)
         disk_max = max(disk_max, disk)
         disk_read += disk * run["disk_passes"]
         h2d += run["iters"] * run["batch_size"] * per_image * (total - device) / max(total, 1.0)

@@ -7,7 +7,9 @@ from rdoq_plugins.recon.cost import (
     UnitSurvey,
     check_disk,
     cost_summary,
+    gpu_cache_bytes,
     plan_cache,
+    split_tiers,
     survey_units,
 )
 from rdoq_plugins.recon.pipeline import cache_unit, reconstruct_units
@@ -32,9 +34,11 @@ __all__ = [
     "capture_calls",
     "check_disk",
     "cost_summary",
+    "gpu_cache_bytes",
     "output_error",
     "plan_cache",
     "reconstruct_units",
     "remove_stale_spills",
+    "split_tiers",
     "survey_units",
 ]

@@ -66,10 +66,6 @@ def tensor_bytes(obj: Any) -> int:
     return sum(t.numel() * t.element_size() for t in _tensors(obj))
 
 
-def chunk_bytes(chunk: Chunk) -> int:
-    return tensor_bytes(chunk)
-
-
 def remove_stale_spills(parent: Path) -> int:
     """Removes spill folders a killed run left in ``parent``; returns how many."""
     if not parent.is_dir():
@@ -168,7 +164,7 @@ class ChunkCache:
             dtype = None
             self.chunks_stored_fp32 += 1
         chunk: Chunk = (self._stored(quant_in, dtype), self._stored(fp_in, dtype), self._stored(fp_out, dtype))
-        size = chunk_bytes(chunk) + tensor_bytes(context)
+        size = tensor_bytes(chunk) + tensor_bytes(context)
         if self.bytes_in_memory + size <= self.max_bytes:
             self._hold(chunk, context, self.device, pin=False)
             self.bytes_in_memory += size

@@ -92,10 +92,21 @@ def plan_cache(survey: Sequence[UnitSurvey], batch_images: int, images: int, ele
     for s in survey:
         per_image = (2 * s.input_elements + s.output_elements) * element_bytes // max(1, batch_images)
         total = per_image * images
-        device = min(total, device_bytes)
-        host = min(total - device, host_bytes)
-        plans.append(UnitCachePlan(s.name, s.calls, per_image, total, device, host, total - device - host))
+        plans.append(UnitCachePlan(s.name, s.calls, per_image, total, *split_tiers(total, device_bytes, host_bytes)))
     return plans
+
+
+def split_tiers(total: float, device_bytes: float, host_bytes: float) -> tuple[Any, Any, Any]:
+    """``(device, host, disk)`` bytes of a cache of ``total`` bytes, filled tier by tier."""
+    device = min(total, device_bytes)
+    host = min(total - device, host_bytes)
+    return device, host, total - device - host
+
+
+def gpu_cache_bytes(free: float, total: float) -> float:
+    """The default GPU budget of one unit's cache: the free GPU memory less a reserve for the
+    optimisation step (the larger of 4 GiB and 15 % of the GPU)."""
+    return max(0.0, free - max(4 << 30, 0.15 * total))
 
 
 def cost_summary(plans: Sequence[UnitCachePlan], images: int, iters: int, disk_passes: int,
