@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.stamps
 PIP_INSTALL := $(PIP) install --disable-pip-version-check -c constraints.txt
 
-.PHONY: install test demo demo-core bench data clean
+.PHONY: install test demo demo-core bench data docs clean
 
 install: $(STAMP)/project
 
@@ -46,7 +46,7 @@ test: install
 
 # The embedded benchmark's data: generated, never downloaded (~40 s).
 data/digits_coco/spec.json: | install
-	$(PY) -m mmdet_ext.datasets.digits_coco data/digits_coco
+	$(PY) -m rdoq_bench.digits_coco data/digits_coco
 
 data: data/digits_coco/spec.json
 
@@ -59,14 +59,18 @@ demo: install data
 demo-core: install
 	$(PY) tools/demo_core.py
 
+# The config reference, generated from the schema (tests/core/config/test_reference.py fails when stale).
+docs: install
+	$(PY) -m rdoq_plugins.config.reference --write docs/config.md
+
 # Long experiments (hours on 2 CPU cores; every row resumes): the mmdet detectors (bench/results.json),
 # the bit allocators (bench/alloc.json), the sparse VoxelNeXt-shaped detector (bench/results_sparse.json)
 # and the shipped COCO configs at 1333x800 (bench/scale.json, ~40 min).
 bench: install data
-	OMP_NUM_THREADS=1 $(PY) tools/bench_scale.py
-	$(PY) tools/bench_alloc.py
-	$(PY) tools/bench_sparse.py
-	$(PY) tools/bench.py
+	OMP_NUM_THREADS=1 $(PY) -m rdoq_bench.run_scale
+	$(PY) -m rdoq_bench.run_alloc
+	$(PY) -m rdoq_bench.run_sparse
+	$(PY) -m rdoq_bench.run_mmdet
 
 clean:
 	rm -rf $(VENV)

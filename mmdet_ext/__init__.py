@@ -3,7 +3,6 @@
 Add ``custom_imports = dict(imports=['mmdet_ext'], allow_failed_imports=False)`` and a ``quant``
 section to a detector config, then run ``tools/test.py`` or ``tools/dist_test.sh``.
 """
-from mmdet_ext.hooks import QDropReconHook, QuantCalibHook, QuantContext, QuantHook
-from mmdet_ext.rdoq_hooks import BitAllocHook, RDCurvesHook
+from mmdet_ext.hooks import BitAllocHook, QDropReconHook, QuantCalibHook, QuantHook, RDCurvesHook
 
-__all__ = ["BitAllocHook", "QDropReconHook", "QuantCalibHook", "QuantContext", "QuantHook", "RDCurvesHook"]
+__all__ = ["BitAllocHook", "QDropReconHook", "QuantCalibHook", "QuantHook", "RDCurvesHook"]

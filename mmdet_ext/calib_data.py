@@ -14,15 +14,15 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-import torch
 from mmcv import Config
 from mmcv.parallel import collate
 from mmdet.datasets import build_dataset, replace_ImageToTensor
 
 from mmdet_ext.compact_batch import CompactBatch
-from rdoq_plugins.config import ConfigError
 from rdoq_plugins.config.errors import check_keys, get_choice, get_int
 from rdoq_plugins.memory import release_free_memory
+from rdoq_plugins.workflow.calib_subset import calib_subset
+from rdoq_plugins.workflow.calib_subset import check_calib_size as check_items
 
 CALIB_DEFAULTS = {"split": "train", "samples_per_gpu": 2, "seed": 1005}
 
@@ -51,17 +51,14 @@ def calib_dataset(cfg: Config, split: str) -> Any:
 
 def check_calib_size(dataset: Any, num_images: int) -> None:
     """More calibration images than the dataset has is an error, raised before any work."""
-    if num_images > len(dataset):
-        raise ConfigError("calibrate", f"more calibration images than the dataset has ({len(dataset)})",
-                          num_images, f"an integer in [1, {len(dataset)}]")
+    check_items(num_images, len(dataset))
 
 
 def calib_batches(dataset: Any, num_images: int, samples_per_gpu: int, seed: int, rank: int,
                   world: int, limit: int | None = None) -> list[CompactBatch]:
     """This rank's collated calibration batches, images kept compact. With ``limit``, only the
     batches that hold the first ``limit`` images (the same batches a full list starts with)."""
-    check_calib_size(dataset, num_images)
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:num_images].tolist()
+    order = calib_subset(len(dataset), num_images, seed)
     mine = order[rank::world]
     if limit is not None:
         per_rank = -(-limit // world)

@@ -12,7 +12,7 @@ def add_run_args(parser: argparse.ArgumentParser, work_dir_required: bool = True
     """``config checkpoint --work-dir --quant-config --cfg-options --launcher --local_rank``."""
     parser.add_argument("config", type=Path, help="mmdet config file")
     parser.add_argument("checkpoint", type=Path, help="FP checkpoint, or a quantized checkpoint of ours")
-    parser.add_argument("--work-dir", type=Path, required=work_dir_required,
+    parser.add_argument("--work-dir", "--work_dir", dest="work_dir", type=Path, required=work_dir_required,
                         help="where report.json, quantized.pth, curves and resume state go")
     parser.add_argument("--quant-config", "--q_config", dest="quant_config", type=Path,
                         help="YAML quant config (core schema) that supplies or overrides the quant section")

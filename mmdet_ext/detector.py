@@ -91,17 +91,21 @@ def unpack(batch: Mapping[str, Any], device: torch.device) -> tuple[Tensor, list
     return img, metas
 
 
-class DetectorRun:
-    """``run(model, batch)`` for calibration and reconstruction: features, then the heads' forward.
+class DetectorAdapter:
+    """The workflow's :class:`~rdoq_plugins.workflow.ModelAdapter` for an mmdet 2.x detector:
+    features, then the heads' forward, without post-processing.
 
     Two-stage detectors see the proposals of the FP model (kept per batch), so quantized and FP
     RoI features describe the same boxes and their errors can be compared sample by sample.
     """
 
+    unit_io = None
+
     def __init__(self, fp_model: nn.Module, device: torch.device, batches: list[Mapping[str, Any]],
                  scores: bool = True) -> None:
         self.device = device
         self.scores = scores
+        self.target_tag = "scores" if scores else ""  # keys the stored RD curves
         self._proposals: dict[int, list[Tensor]] = {}
         if getattr(fp_model, "roi_head", None) is not None:
             with torch.no_grad():
@@ -111,6 +115,9 @@ class DetectorRun:
                     self._proposals[id(batch)] = fp_model.rpn_head.simple_test_rpn(feats, metas)
                     del feats, img
                     release_free_memory()
+
+    def units(self, model: nn.Module) -> list[str]:
+        return detector_units(model)
 
     def images(self, batch: Mapping[str, Any]) -> int:
         """The number of images in ``batch``."""
@@ -136,7 +143,8 @@ class DetectorRun:
             roi_cls = roi_scores(model.roi_head.bbox_head, roi_cls)
         return [*outs, *cls, *reg, roi_cls, result["bbox_pred"]]
 
-    def __call__(self, model: nn.Module, batch: Mapping[str, Any]) -> Any:
+    def run(self, model: nn.Module, batch: Mapping[str, Any]) -> Any:
+        """Features, then the dense head (and the RoI head on the FP proposals)."""
         img, _ = unpack(batch, self.device)
         feats = model.extract_feat(img)
         if getattr(model, "roi_head", None) is not None:

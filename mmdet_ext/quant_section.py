@@ -43,8 +43,10 @@ def parse_quant_section(data: Mapping[str, Any]) -> QuantConfig:
     if not isinstance(per_level, bool):
         raise ConfigError("per_level_act", "expected a boolean", per_level, "true, false")
     qcfg = replace(qcfg, extra={**qcfg.extra, "per_level_act": per_level})
-    if qcfg.extra.get("rd_target", RD_TARGETS[0]) not in RD_TARGETS:  # left out at its default: run hashes stay
-        raise ConfigError("rd_target", "unknown value", qcfg.extra["rd_target"], ", ".join(RD_TARGETS))
+    rd_target = qcfg.extra.get("rd_target", RD_TARGETS[0])
+    if rd_target not in RD_TARGETS:
+        raise ConfigError("rd_target", "unknown value", rd_target, ", ".join(RD_TARGETS))
+    qcfg = replace(qcfg, extra={**qcfg.extra, "rd_target": rd_target})
     hooks = hook_configs(qcfg)
     for i, hook in enumerate(hooks):
         if not isinstance(hook, Mapping) or "type" not in hook:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from mmdet_ext.pipeline import Prepared
+from mmdet_ext.prepare import Prepared
 from rdoq_plugins.cli_flags import add_rdoq_args, rdoq_from_flags, rdoq_overrides
 from rdoq_plugins.config import RDOQConfig
 

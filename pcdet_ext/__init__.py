@@ -4,12 +4,12 @@ Importing ``pcdet_ext`` imports torch, spconv and the core only, and registers t
 spconv layers (:mod:`pcdet_ext.layers`) with the core's ``quantize_model`` / ``fuse_conv_bn``.
 On a machine without CUDA, call :func:`apply_cpu_patches` before running spconv layers.
 
-The framework-independent path: :func:`quantize_sparse_detector` (calibration, RDOQ allocation,
-QDrop reconstruction of :func:`sparse_units` through :class:`SparseUnitIO`) and strict quantized
-checkpoints (:func:`save_quantized` / :func:`load_quantized`).
+The sparse path without OpenPCDet: :func:`quantize_sparse_detector` (the core workflow's steps on
+:func:`sparse_units` through :class:`SparseUnitIO`) and strict quantized checkpoints
+(:func:`save_quantized` / :func:`load_quantized`).
 
-The OpenPCDet adapter (:mod:`pcdet_ext.openpcdet`, behind ``tools/pcdet/``) follows OpenPCDet's
-``tools/test.py``. OpenPCDet is not installable from the package registries, so ``pcdet`` is
+The OpenPCDet run (:mod:`pcdet_ext.prepare`, :mod:`~pcdet_ext.quantize`, :mod:`~pcdet_ext.evaluate`,
+:mod:`~pcdet_ext.outputs`, behind ``tools/pcdet/``) follows OpenPCDet's ``tools/test.py``. OpenPCDet is not installable from the package registries, so ``pcdet`` is
 imported lazily, inside its functions; importing ``pcdet_ext`` never imports it.
 """
 from pcdet_ext.cpu_patches import apply_cpu_patches
@@ -22,7 +22,12 @@ from pcdet_ext.layers import (
     QuantSubMConv2d,
     QuantSubMConv3d,
 )
-from pcdet_ext.runner import load_quantized, quantize_sparse_detector, quantize_sparse_model, save_quantized
+from pcdet_ext.sparse_detector import (
+    load_quantized,
+    quantize_sparse_detector,
+    quantize_sparse_model,
+    save_quantized,
+)
 from pcdet_ext.sparse_io import SparseUnitIO
 from pcdet_ext.units import UnitKind, sparse_units
 

@@ -77,7 +77,7 @@ def parse_pcdet_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None
 
 def tool_main(body: Callable[[argparse.Namespace], Any], args: argparse.Namespace) -> Any:
     """Runs a tool's body; a missing OpenPCDet exits with the install instructions, no traceback."""
-    from pcdet_ext.openpcdet import PcdetMissing
+    from pcdet_ext.openpcdet_import import PcdetMissing
 
     try:
         return body(args)

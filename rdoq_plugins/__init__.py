@@ -1,6 +1,6 @@
 """rdoq-plugins core: framework-agnostic post-training quantization (QDrop, RDOQ).
 
-Imports torch, numpy, scipy and PyYAML only; never mmdet, mmcv or pcdet.
+Imports torch, numpy, scipy and PyYAML only; never a detection framework.
 """
 import rdoq_plugins.alloc  # noqa: F401  (fills the allocator registry)
 from rdoq_plugins.calibration import calibrate, calibrate_weights

@@ -2,7 +2,7 @@
 
 The RDOQ flags are named as in RDOQ's scripts (``--nchannelbatch``, ``--testsize``,
 ``--maxrates``, ``--target_rates``) and laid over the quant config's ``rdoq`` section by
-:func:`rdoq_from_flags`. ``mmdet_ext/rdoq_cli.py`` and ``pcdet_ext/cli.py`` both use them.
+:func:`rdoq_from_flags`; the tools of every adapter use them.
 """
 from __future__ import annotations
 
@@ -55,21 +55,3 @@ def rdoq_from_flags(base: RDOQConfig | None, args: argparse.Namespace) -> RDOQCo
         return RDOQConfig.from_dict({**data, **flags})
     except ConfigError as err:
         raise SystemExit(f"error: {err}") from None
-
-
-OPENPCDET_INSTALL = (
-    "The OpenPCDet tools need OpenPCDet and a CUDA build of spconv:\n"
-    "  1. spconv for your CUDA version: pip uninstall -y spconv && pip install spconv-cu120==2.3.8\n"
-    "     (spconv-cuXXX: cu117, cu118, cu120, ... to match your CUDA toolkit)\n"
-    "  2. OpenPCDet built from source, which compiles its CUDA ops:\n"
-    "     git clone https://github.com/open-mmlab/OpenPCDet && cd OpenPCDet &&\n"
-    "     pip install -r requirements.txt && python setup.py develop\n"
-    "Then run the tools from OpenPCDet's tools/ folder (its configs use paths relative to it).\n"
-    "See README.md, 'OpenPCDet (VoxelNeXt)'. Without OpenPCDet, the sparse quantization path runs on\n"
-    "the VoxelNeXt-shaped toy of tests/pcdet_ext/ (CPU)."
-)
-
-
-def missing_pcdet_message(err: BaseException) -> str:
-    """The error a tool prints when OpenPCDet (or spconv) cannot be imported."""
-    return f"error: OpenPCDet (pcdet) is not importable ({type(err).__name__}: {err}).\n{OPENPCDET_INSTALL}"

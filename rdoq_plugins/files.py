@@ -1,8 +1,8 @@
 """Writing and loading run files safely: atomic writes, and strict state-dict loading.
 
 A crash never leaves half a file (write a sibling, then rename), and a checkpoint whose keys do not
-match the model is an error that names a few keys, never a silently skipped layer (mmdet's and
-OpenPCDet's loaders only log mismatches).
+match the model is an error that names a few keys, never a silently skipped layer (the detection
+frameworks' own loaders only log mismatches).
 """
 from __future__ import annotations
 
@@ -38,8 +38,15 @@ def atomic_write_text(text: str, path: Path) -> None:
 
 
 def load_strict(model: nn.Module, state_dict: dict[str, Any], what: str) -> None:
-    """``load_state_dict`` that fails on any missing or unexpected key, naming a few of them."""
-    result = model.load_state_dict(state_dict, strict=False)
+    """``load_state_dict`` that fails on any missing, unexpected or reshaped key, naming a few."""
+    try:
+        result = model.load_state_dict(state_dict, strict=False)
+    except RuntimeError as err:  # shapes that differ (quantizer state resizes itself first)
+        mismatches = [line.strip() for line in str(err).splitlines() if "size mismatch" in line]
+        if not mismatches:
+            raise
+        raise KeyError(f"{what} does not match the model: {len(mismatches)} keys with other shapes "
+                       f"(e.g. {mismatches[0].removeprefix('size mismatch for ')})") from None
     if result.missing_keys or result.unexpected_keys:
         raise KeyError(
             f"{what} does not match the model: {len(result.missing_keys)} missing keys "

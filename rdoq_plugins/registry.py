@@ -1,7 +1,7 @@
 """A small name -> class registry that fails early and specifically.
 
-The framework adapters (``mmdet_ext``) mirror these entries into mmcv's own registries; the core
-never imports a framework, so it keeps its own.
+An adapter may mirror these entries into a framework's own registries; the core never imports a
+framework, so it keeps its own.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ class Registry(Generic[T]):
         """Decorator that adds an entry under ``name`` (default: the object's ``__name__``)."""
 
         def add(obj: T) -> T:
-            key = name or getattr(obj, "__name__")
+            key = name or obj.__name__
             if key in self._entries and not force and self._entries[key] is not obj:
                 raise RegistryError(f"{key!r} is already registered in the {self.name} registry")
             self._entries[key] = obj

@@ -102,10 +102,10 @@ def run_setting(fp: nn.Module, setting: dict[str, Any], calib: list[Tensor], ite
     })
     model = copy.deepcopy(fp)
     quantize_model(model, cfg)
-    run: Callable[[nn.Module, Tensor], Tensor] = lambda m, b: m(b)  # noqa: E731
+    run: Callable[[nn.Module, Tensor], Tensor] = lambda m, b: m(b)
     calibrate(model, calib, run)
     if cfg.recon is not None:
-        bar = lambda name: (lambda it: tqdm(it, desc=f"  {name}", leave=False, mininterval=1.0))  # noqa: E731
+        bar = lambda name: (lambda it: tqdm(it, desc=f"  {name}", leave=False, mininterval=1.0))
         reconstruct_units(model, fp, UNITS, calib, run, QDropReconstructor(cfg.recon), progress=bar)
     return model
 

@@ -12,17 +12,15 @@ check), and writes ``DIR/rd_alloc/``: ``rate_<r>.json`` (per-group choices), ``s
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import replace
 
 import mmdet_ext  # noqa: F401  (registers the hooks)
 from mmdet_ext.cli import add_run_args, parse_run_args
-from mmdet_ext.dist import init_distributed
-from mmdet_ext.pipeline import prepare, quantize
+from mmdet_ext.prepare import prepare
+from mmdet_ext.quantize import quantize
 from mmdet_ext.rdoq_cli import add_rdoq_args, apply_rdoq_flags
-from mmdet_ext.rdoq_hooks import ALLOC_DIR, run_allocation
-from mmdet_ext.state import atomic_write_text
-from rdoq_plugins.rd.run import format_alloc_table
+from rdoq_plugins.rd.rates import format_alloc_table
+from rdoq_plugins.workflow import allocate_all, init_distributed
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
@@ -37,10 +35,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     if args.no_measure:
         cfg = replace(cfg, additivity=False)
         prep.qcfg = replace(prep.qcfg, rdoq=cfg)
-    ctx = quantize(prep, hooks=[])
-    _, _, summary = run_allocation(ctx, cfg)
+    _, _, summary = allocate_all(quantize(prep, hooks=[]).session)
     if prep.rank == 0:
-        atomic_write_text(json.dumps(summary, indent=2) + "\n", prep.work_dir / ALLOC_DIR / "summary.json")
         print(format_alloc_table(summary))
     return summary
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 
 import mmdet_ext  # noqa: F401  (registers the hooks)
 from mmdet_ext.cli import add_run_args, parse_run_args
-from mmdet_ext.dist import init_distributed
-from mmdet_ext.pipeline import prepare, quantize
+from mmdet_ext.prepare import prepare
+from mmdet_ext.quantize import quantize
 from mmdet_ext.rdoq_cli import add_rdoq_args, apply_rdoq_flags
+from rdoq_plugins.workflow import init_distributed
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -32,8 +34,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     init_distributed(args.launcher, args.local_rank)
     prep = prepare(args.config, args.checkpoint, args.work_dir, args.quant_config, args.cfg_options)
     apply_rdoq_flags(prep, args)
-    ctx = quantize(prep, hooks=[{"type": "RDCurvesHook"}])
-    info = {**ctx.rdoq["curve_info"], "time_s": round(ctx.timings["curves"], 2)}
+    result = quantize(prep, hooks=[{"type": "RDCurvesHook"}]).session.result
+    assert result.curves is not None
+    info = {**asdict(result.curves), "time_s": round(result.timings["curves"], 2)}
     if prep.rank == 0:
         print(json.dumps(info, indent=2))
     return info

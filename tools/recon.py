@@ -12,9 +12,10 @@ import argparse
 
 import mmdet_ext  # noqa: F401  (registers the hooks)
 from mmdet_ext.cli import add_run_args, parse_run_args
-from mmdet_ext.dist import init_distributed
 from mmdet_ext.outputs import finish_run
-from mmdet_ext.pipeline import prepare, quantize
+from mmdet_ext.prepare import prepare
+from mmdet_ext.quantize import quantize
+from rdoq_plugins.workflow import init_distributed
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,8 +24,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_run_args(parser, argv)
     init_distributed(args.launcher, args.local_rank)
     prep = prepare(args.config, args.checkpoint, args.work_dir, args.quant_config, args.cfg_options)
-    ctx = quantize(prep)
-    finish_run(prep, ctx.model, ctx, {}, {}, ctx.timings, save_checkpoint=True)
+    planned = quantize(prep)
+    session = planned.session
+    finish_run(prep, session.model, planned, {}, {}, session.result.timings, save_checkpoint=True)
     if prep.rank == 0:
         print(f"quantized checkpoint: {prep.work_dir / 'quantized.pth'}")
 

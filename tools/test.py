@@ -17,9 +17,11 @@ from typing import Any
 
 import mmdet_ext  # noqa: F401  (registers the hooks)
 from mmdet_ext.cli import add_run_args, parse_run_args
-from mmdet_ext.dist import init_distributed
+from mmdet_ext.evaluate import evaluate
 from mmdet_ext.outputs import finish_run, print_table
-from mmdet_ext.pipeline import evaluate, plan_quantization, prepare, run_quantization
+from mmdet_ext.prepare import prepare
+from mmdet_ext.quantize import plan_quantization, run_quantization
+from rdoq_plugins.workflow import init_distributed
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,13 +44,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not args.skip_fp and not prep.quantized_checkpoint:
         fp, timings["eval_fp"] = evaluate(prep, prep.model, "FP32 test", args.eval)
     if planned is None:
-        model, ctx = prep.model, None
+        model = prep.model
     else:
-        ctx = run_quantization(planned)
-        model = ctx.model
-        timings.update(ctx.timings)
+        session = run_quantization(planned)
+        model = session.model
+        timings.update(session.result.timings)
     quant, timings["eval_quant"] = evaluate(prep, model, "quantized test", args.eval)
-    report = finish_run(prep, model, ctx, fp, quant, timings, save_checkpoint=ctx is not None)
+    report = finish_run(prep, model, planned, fp, quant, timings, save_checkpoint=planned is not None)
     if prep.rank == 0:
         print_table(report)
     return report

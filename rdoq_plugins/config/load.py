@@ -25,7 +25,7 @@ def read_yaml_mapping(path: Path, key: str = "<file>") -> dict[str, Any]:
 
 
 def plain(obj: Any) -> Any:
-    """Framework config objects (mmcv ConfigDict, EasyDict, tuples) as plain dicts and lists."""
+    """Framework config objects (attribute dicts, other mappings, tuples) as plain dicts and lists."""
     if isinstance(obj, Mapping):
         return {k: plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

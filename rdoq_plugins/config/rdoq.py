@@ -149,6 +149,6 @@ class RDOQConfig:
         out["estimator"], out["target"] = self.estimator.value, self.target.value
         for k in ("target_rates", "weight_bits", "act_bits", "weight_ratios", "act_ratios"):
             out[k] = list(out[k])
-        if self.act_rate is None:  # absent unless set, so older configs keep their hashes (resume)
+        if self.act_rate is None:  # absent unless set: configs without it hash alike (resume)
             del out["act_rate"]
         return out

@@ -40,7 +40,9 @@ from rdoq_plugins.quant.adaround import RoundMode
 from rdoq_plugins.quant.uniform import MAX_BITS
 from rdoq_plugins.registry import OBSERVERS, QUANTIZERS
 
-CONFIG_VERSION = 1
+# The schema's version, stored with every saved config: 2 writes every key (1 left the recon keys
+# exclude and bias_lr out at their defaults). A stored config of any version reads back.
+CONFIG_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -167,10 +169,6 @@ class ReconConfig:
         )
 
 
-# ``recon`` keys added after the first release: ``to_dict`` leaves them out at their defaults.
-LATER_RECON_KEYS = ("exclude", "bias_lr")
-
-
 def _patterns(value: Any, path: str) -> tuple[str, ...]:
     """A list of valid regular expressions."""
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
@@ -254,9 +252,6 @@ class QuantConfig:
             recon["round_mode"] = self.recon.round_mode.value
             recon["b_range"] = list(self.recon.b_range)
             recon["exclude"] = list(self.recon.exclude)
-            for key in LATER_RECON_KEYS:  # absent at their defaults, so older configs keep their hashes (resume)
-                if getattr(self.recon, key) == getattr(ReconConfig, key):
-                    del recon[key]
         out["rdoq"] = None if self.rdoq is None else self.rdoq.to_dict()
         out["overrides"] = {
             k: None if v is None else {"w_qconfig": _qdict(v.w_qconfig), "a_qconfig": _qdict(v.a_qconfig)}

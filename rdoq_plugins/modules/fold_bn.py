@@ -47,7 +47,7 @@ def fold_bn(layer: nn.Module, bn: _BatchNorm) -> None:
 def fuse_conv_bn(model: nn.Module) -> nn.Module:
     """Folds every BN that directly follows a foldable layer among its siblings; BN -> Identity.
 
-    Siblings are taken in registration order (how mmcv's ConvModule, ResNet blocks and
+    Siblings are taken in registration order (how conv-norm-activation modules, ResNet blocks and
     ``nn.Sequential`` register ``conv`` then ``bn``). Returns ``model``, changed in place.
     """
     previous: nn.Module | None = None

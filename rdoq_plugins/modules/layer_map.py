@@ -1,10 +1,10 @@
 """The extension point: which quantized wrapper replaces which FP layer type.
 
-Adapters register their own layer types (``pcdet_ext`` registers spconv's sparse convolutions)
+Adapters register their own layer types (e.g. the convolutions of a sparse convolution library)
 without touching the core::
 
-    @register_quant_layer(spconv.SubMConv3d)
-    class QuantSubMConv3d(QuantLayer, spconv.SubMConv3d):
+    @register_quant_layer(sparse.SubMConv3d)
+    class QuantSubMConv3d(QuantLayer, sparse.SubMConv3d):
         def forward_with_weight(self, x, weight): ...
 """
 from __future__ import annotations

@@ -23,7 +23,7 @@ from rdoq_plugins.quant.fake_quantize import FakeQuantize
 
 
 class LevelCursor:
-    """The pyramid level the layers of one head run on now (None: outside the head's level loop).
+    """The pyramid level one head's layers are running on (None: outside the head's level loop).
 
     A plain object, not a module: the head and its :class:`LevelQuantizer` s share one, and a
     ``deepcopy`` of the model shares the copy the same way.

@@ -4,7 +4,8 @@ A wrapper *becomes* the layer it wraps: :meth:`QuantLayer.from_float` shares the
 parameters, buffers and attributes, so ``isinstance(q, nn.Conv2d)`` still holds, state-dict keys of
 the FP weights are unchanged, and framework code that reads ``out_channels`` keeps working. Each
 wrapper class only says how to run the layer with a given weight (``forward_with_weight``);
-``pcdet_ext`` adds spconv layers this way through :func:`rdoq_plugins.modules.register_quant_layer`.
+an adapter adds its own layer types (e.g. sparse convolutions) this way through
+:func:`rdoq_plugins.modules.register_quant_layer`.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, TypeVar
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from typing_extensions import Self
 
 from rdoq_plugins.quant.fake_quantize import FakeQuantize
 
@@ -30,7 +32,8 @@ class QuantLayer(nn.Module):
         input_quantizer: quantizes the layer input, or None (a :class:`~rdoq_plugins.modules.
             level_quantizer.LevelQuantizer` in a layer shared across pyramid levels).
         output_quantizer: quantizes the layer output, or None.
-        weight_out_axis: the output-channel axis of ``self.weight`` (0 for conv, linear, spconv).
+        weight_out_axis: the output-channel axis of ``self.weight`` (0 for dense and sparse convolutions
+            and linear layers).
     """
 
     weight_out_axis: int = 0
@@ -40,12 +43,12 @@ class QuantLayer(nn.Module):
 
     @classmethod
     def from_float(
-        cls: type[L],
+        cls,
         module: nn.Module,
         weight_quantizer: FakeQuantize | None = None,
         input_quantizer: FakeQuantize | None = None,
         output_quantizer: FakeQuantize | None = None,
-    ) -> L:
+    ) -> Self:
         """A quantized twin of ``module`` that shares its parameters and buffers."""
         new = cls.__new__(cls)
         new.__dict__.update(module.__dict__)
@@ -61,8 +64,8 @@ class QuantLayer(nn.Module):
         """``layer.weight`` as a view (same storage) whose axis 0 runs over the output channels.
 
         BN folding scales this view in place. The default is the weight itself; a layer type whose
-        weight does not hold its output channels on axis 0 for every instance overrides it
-        (``pcdet_ext``: spconv's 1x1 convolutions read their weight as an ``[in, out]`` matrix).
+        weight does not hold its output channels on axis 0 for every instance overrides it (e.g.
+        a sparse convolution library's 1x1 convolutions that read their weight as ``[in, out]``).
         """
         return layer.weight  # type: ignore[return-value]
 

@@ -10,7 +10,7 @@ from rdoq_plugins.rd.curve import LayerCurve, TensorKind
 from rdoq_plugins.rd.measured import measured_curves
 from rdoq_plugins.rd.second_order import UnseenLayerError, second_order_curves
 from rdoq_plugins.rd.spec import CurveSpec
-from rdoq_plugins.rd.store import CurveStore, spec_hash
+from rdoq_plugins.rd.store import CurveStore
 from rdoq_plugins.rd.target import output_distortion, projection_loss
 
 __all__ = [
@@ -32,5 +32,4 @@ __all__ = [
     "quantize_groups",
     "second_order_curves",
     "set_group_grid",
-    "spec_hash",
 ]

@@ -12,7 +12,7 @@ from rdoq_plugins.config.rdoq import RDOQConfig
 from rdoq_plugins.files import atomic_write_text
 from rdoq_plugins.rd.apply import CurveTable
 from rdoq_plugins.rd.plots import plot_bit_heatmap, plot_curves
-from rdoq_plugins.rd.run import RateAllocation, additivity
+from rdoq_plugins.rd.rates import RateAllocation, additivity
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 def alloc_summary(cfg: RDOQConfig, table: CurveTable, allocs: Sequence[RateAllocation], curves: Any) -> dict[str, Any]:
     """The JSON-ready summary of the allocations of every target rate (``curves``: where they came from)."""
     return {"target": cfg.target.value, "solver": cfg.solver, "estimator": cfg.estimator.value,
-            "apply_rate": cfg.apply_rate, "elements": table.elements, "groups": int(len(table.rate)),
+            "apply_rate": cfg.apply_rate, "elements": table.elements, "groups": len(table.rate),
             "rates": [a.summary() for a in allocs], "additivity": additivity(allocs), "curves": curves}
 
 

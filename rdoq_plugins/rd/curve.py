@@ -23,7 +23,7 @@ class TensorKind(str, Enum):
     ACT = "act"
 
 
-WEIGHT_AXIS = 0  # output channels of a weight (conv, linear, spconv)
+WEIGHT_AXIS = 0  # output channels of a weight (dense or sparse conv, linear)
 ACT_AXIS = 1  # channels of a layer input ([N, C, ...] dense, [N, C] sparse features)
 
 

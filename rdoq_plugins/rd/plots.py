@@ -49,7 +49,7 @@ def plot_bit_heatmap(table: CurveTable, choices: dict[float, np.ndarray], path: 
     fig, axes = plt.subplots(1, len(choices), figsize=(4 + 2.5 * len(choices), 2 + 0.12 * rows), squeeze=False,
                              sharey=True)
     image = None
-    for i, (ax, (rate, choice)) in enumerate(zip(axes[0], sorted(choices.items()))):
+    for ax, (rate, choice) in zip(axes[0], sorted(choices.items())):
         grid = np.full((rows, width), np.nan)
         for r, (c, start, end) in enumerate(zip(table.curves, table.offsets[:-1], table.offsets[1:])):
             grid[r, : c.num_groups] = np.asarray(c.grid.bits)[choice[start:end]]
@@ -57,8 +57,9 @@ def plot_bit_heatmap(table: CurveTable, choices: dict[float, np.ndarray], path: 
                           vmin=0, vmax=max(max(c.grid.bits) for c in table.curves))
         ax.set_title(f"target {rate:g} bits", fontsize=9)
         ax.set_xlabel("group")
-        ax.set_yticks(range(rows))
-        ax.set_yticklabels([f"{c.layer}:{c.kind.value}" for c in table.curves] if i == 0 else [], fontsize=4)
+    # The panels share their y axis (and its tick labels); only the first one shows them.
+    axes[0, 0].set_yticks(range(rows))
+    axes[0, 0].set_yticklabels([f"{c.layer}:{c.kind.value}" for c in table.curves], fontsize=4)
     if image is not None:
         fig.colorbar(image, ax=axes[0].tolist(), label="bits")
     path.parent.mkdir(parents=True, exist_ok=True)

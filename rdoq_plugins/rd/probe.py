@@ -3,10 +3,10 @@
 The model's fake quantization is switched off, so the pass is the FP model; the quantized layers
 are only the places where curves are taken.
 
-A layer input is a tensor (dim 0: the samples) or a sparse tensor in spconv's interface: its
-``.features`` ``[voxels, C]`` are what an activation quantizer sees, ``.replace_feature`` puts them
-back, and ``.indices[:, 0]`` says which sample each voxel belongs to. It is read by duck typing, so
-the core never imports spconv.
+A layer input is a tensor (dim 0: the samples) or the sparse tensor of a sparse convolution library:
+its ``.features`` ``[voxels, C]`` are what an activation quantizer sees, ``.replace_feature`` puts
+them back, and ``.indices[:, 0]`` says which sample each voxel belongs to. It is read by duck
+typing, so the core never imports such a library.
 """
 from __future__ import annotations
 

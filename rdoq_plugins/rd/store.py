@@ -6,23 +6,14 @@ folder.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from rdoq_plugins.rd.curve import LayerCurve, TensorKind
-
-
-def spec_hash(*parts: Any) -> str:
-    """A short stable hash of JSON-serialisable parts (config, checkpoint identity, data)."""
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 class CurveStore:

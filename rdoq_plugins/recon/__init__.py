@@ -12,10 +12,10 @@ from rdoq_plugins.recon.cost import (
     split_tiers,
     survey_units,
 )
-from rdoq_plugins.recon.pipeline import cache_unit, reconstruct_units
 from rdoq_plugins.recon.reconstruct import QDropReconstructor, ReconStats, output_error
 from rdoq_plugins.recon.schedule import RoundingSchedule
 from rdoq_plugins.recon.unit_io import UnitIO
+from rdoq_plugins.recon.unit_loop import cache_unit, reconstruct_units
 
 __all__ = [
     "ChunkCache",

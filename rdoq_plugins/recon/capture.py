@@ -92,7 +92,7 @@ def capture_calls(
 def call_order(model: nn.Module, names: list[str], batch: B, run: Callable[[nn.Module, B], Any]) -> list[str]:
     """``names`` sorted by when each module first runs in ``run(model, batch)``.
 
-    Registration order is not always forward order (mmdet's ConvFCBBoxHead registers its
-    predictors before its shared FCs). A module the forward pass never reaches is an error.
+    Registration order is not always forward order (a detection head may register its predictors
+    before the shared layers that feed them). A module the forward pass never reaches is an error.
     """
     return [s.name for s in survey_units(model, names, batch, run)]

@@ -1,4 +1,4 @@
-"""Units whose input and output are not plain tensors (e.g. spconv's ``SparseConvTensor``).
+"""Units whose input and output are not plain tensors (e.g. a sparse convolution library's tensors).
 
 The core caches, mixes (QDrop) and compares plain tensors. A unit of a sparse detector takes and
 returns a structured object: a features tensor plus structure (active sites, spatial shape,

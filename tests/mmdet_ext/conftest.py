@@ -1,13 +1,16 @@
-"""Fixtures for the mmdet adapter: a small generated digits set, configs on it, a checkpoint."""
+"""Fixtures for the mmdet adapter: a small generated digits set, configs on it, a checkpoint; and
+helpers: a bench detector built from its config, the image tensor of a collated batch."""
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
-from mmdet_ext.datasets.digits_coco import DigitsCocoSpec, generate_digits_coco
+from rdoq_bench.digits_coco import DigitsCocoSpec, generate_digits_coco
+from rdoq_plugins import fuse_conv_bn
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "configs" / "bench"
@@ -74,3 +77,21 @@ def random_checkpoint(make_config: Callable[..., Path], tmp_path_factory: pytest
         return made[base]
 
     return make
+
+
+def fused_detector(make_config: Callable[..., Path], base: str) -> Any:
+    """A bench detector built from its config (initial weights), BN folded, in eval mode."""
+    from mmcv import Config
+    from mmdet.models import build_detector
+
+    return fuse_conv_bn(build_detector(Config.fromfile(str(make_config(base, name="plain"))).model).eval())
+
+
+def batch_images(batch: object) -> torch.Tensor:
+    """The image tensor of a collated (or compact) batch: its ``img`` DataContainer's data."""
+    from mmcv.parallel import DataContainer
+
+    img = batch["img"]  # type: ignore[index]
+    dc = img[0] if isinstance(img, list) else img
+    assert isinstance(dc, DataContainer)
+    return dc.data[0]

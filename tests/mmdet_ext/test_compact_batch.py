@@ -9,25 +9,19 @@ import torch
 from mmcv import Config
 from mmcv.parallel import DataContainer, collate
 
-from mmdet_ext.calib_data import calib_batches, calib_dataset
+from mmdet_ext.calib_data import calib_dataset
 from mmdet_ext.compact_batch import CompactBatch, PackedImages
-
-
-def _img(batch: object) -> torch.Tensor:
-    img = batch["img"]  # type: ignore[index]
-    dc = img[0] if isinstance(img, list) else img
-    assert isinstance(dc, DataContainer)
-    return dc.data[0]
+from tests.mmdet_ext.conftest import batch_images
 
 
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_compact_batch_restores_the_collated_images_exactly(split: str, make_config: Callable[..., Path]) -> None:
     dataset = calib_dataset(Config.fromfile(str(make_config(name="compact"))), split)
     collated = collate([dataset[i] for i in range(3)], samples_per_gpu=3)
-    reference = _img(collated).clone()
+    reference = batch_images(collated).clone()
     compact = CompactBatch(collated)
     assert compact.compact and compact.image_bytes * 4 == reference.numel() * reference.element_size()
-    assert torch.equal(_img(compact), reference)
+    assert torch.equal(batch_images(compact), reference)
     assert set(compact) == set(collated) and compact["img_metas"] is collated["img_metas"]
 
 
@@ -36,13 +30,4 @@ def test_images_that_do_not_round_trip_are_kept_as_they_are() -> None:
     assert PackedImages.pack(torch.full((1, 3, 4, 4), 0.5), metas) is None  # not pixel values
     batch = {"img": DataContainer([torch.full((1, 3, 4, 4), 0.5)], stack=True), "img_metas": DataContainer([metas])}
     kept = CompactBatch(batch)
-    assert not kept.compact and torch.equal(_img(kept), torch.full((1, 3, 4, 4), 0.5))
-
-
-def test_calibration_batches_are_compact_and_limited(make_config: Callable[..., Path]) -> None:
-    dataset = calib_dataset(Config.fromfile(str(make_config(name="compact"))), "train")
-    full = calib_batches(dataset, 8, 2, 1005, 0, 1)
-    first = calib_batches(dataset, 8, 2, 1005, 0, 1, limit=3)
-    assert len(full) == 4 and len(first) == 2 and all(b.compact for b in full)
-    for a, b in zip(first, full):
-        assert torch.equal(_img(a), _img(b))
+    assert not kept.compact and torch.equal(batch_images(kept), torch.full((1, 3, 4, 4), 0.5))

@@ -36,7 +36,7 @@ def test_checkpoint_keys_that_do_not_match(make_config: Callable[..., Path], ran
 @pytest.mark.parametrize(("quant", "match"), [
     ("quant = dict(w_qconfig=dict(quantizer='AdaRoundFakeQuantise'))", "w_qconfig.quantizer.*AdaRoundFakeQuantize"),
     ("quant = dict(a_qconfig=dict(bit=33))", r"a_qconfig.bit: out of range; got 33; allowed: an integer in \[1, 16\]"),
-    ("quant = dict(calibrate=100)", r"calibrate: more calibration images than the dataset has \(16\)"),
+    ("quant = dict(calibrate=100)", r"calibrate: more calibration images than the calibration split has \(16\)"),
     ("quant = dict(calibrate=4, heads=dict(bbox_head=False))", "heads.bbox_head: this detector has no such head.*rpn_head, roi_head"),
     ("quant = dict(hooks=[dict(type='QDropRecon')])", "hooks\\[0\\].type: not in mmcv's HOOKS registry.*QDropReconHook"),
     ("quant = dict(calib=dict(split='val'))", "calib.split: unknown value; got .val.; allowed: test, train"),
@@ -67,8 +67,8 @@ def test_bad_quant_config_file(make_config: Callable[..., Path], random_checkpoi
 def test_a_spill_the_disk_cannot_hold_stops_before_the_fp_evaluation(
         make_config: Callable[..., Path], random_checkpoint: Callable[[str], Path], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import rdoq_plugins.recon.cost as cost
     import tools.test
+    from rdoq_plugins.recon import cost
 
     monkeypatch.setattr(cost.shutil, "disk_usage", lambda _: SimpleNamespace(free=1000))
     monkeypatch.setattr(tools.test, "evaluate", lambda *a, **k: pytest.fail("evaluated before the disk check"))

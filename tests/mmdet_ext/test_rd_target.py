@@ -7,8 +7,8 @@ import torch
 from mmdet.models import build_head
 
 from mmdet_ext.rd_target import dense_scores, roi_scores
-from mmdet_ext.rdoq_hooks import curve_store
 from rdoq_plugins.config import RDOQConfig
+from rdoq_plugins.workflow.curves import curve_folder
 
 FEATS = [torch.randn(1, 8, 6, 6), torch.randn(1, 8, 3, 3)]
 
@@ -47,4 +47,4 @@ def test_roi_scores_follow_the_bbox_heads_softmax() -> None:
 
 def test_scores_and_logits_keep_separate_curves(tmp_path: Path) -> None:
     cfg = RDOQConfig()
-    assert curve_store(tmp_path, cfg, "d", scores=True).dir != curve_store(tmp_path, cfg, "d", scores=False).dir
+    assert curve_folder(tmp_path, cfg, "d", "scores").dir != curve_folder(tmp_path, cfg, "d", "").dir

@@ -54,8 +54,8 @@ def test_tools_then_test_loop(make_config: Callable[..., Path], random_checkpoin
     chosen = next(r for r in alloc["rates"] if r["target_rate"] == 3.0)
     assert chosen["avg_bits"] <= 3.0 and chosen["kind_bits"]["weight"] == pytest.approx(chosen["avg_bits"])
     # The allocated layers' bits differ; the 8-bit first conv keeps its override.
-    assert "backbone.conv1:weight" not in alloc["layer_bits"]
-    assert len(set(alloc["layer_bits"].values())) > 1
+    assert "backbone.conv1:weight" not in alloc["applied"]["layer_bits"]
+    assert len(set(alloc["applied"]["layer_bits"].values())) > 1
     assert report["time_s"]["curves"] > 0 and report["time_s"]["allocate"] > 0
 
     # The mixed-precision checkpoint loads into a fresh model and gives the same result.
@@ -97,7 +97,7 @@ def test_both_allocates_weights_and_activations_around_per_level_heads(
     chosen = report["rdoq"]["rates"][0]
     assert chosen["kind_bits"]["weight"] <= 3.0 + 1e-9 and chosen["kind_bits"]["act"] <= 4.0 + 1e-9
     assert chosen["avg_bits"] == pytest.approx(chosen["kind_bits"]["weight"])
-    bits = report["rdoq"]["layer_bits"]
+    bits = report["rdoq"]["applied"]["layer_bits"]
     # RetinaHead quantizes its inputs per pyramid level: they keep 4 bits; its weights are allocated.
     assert "bbox_head.retina_cls:weight" in bits and "bbox_head.retina_cls:act" not in bits
     assert "neck.fpn_convs.0.conv:act" in bits
@@ -107,11 +107,11 @@ def test_both_allocates_weights_and_activations_around_per_level_heads(
 def test_curve_tool_reads_only_the_images_its_curves_use(make_config: Callable[..., Path],
                                                          random_checkpoint: Callable[[str], Path], tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    import mmdet_ext.pipeline
+    import mmdet_ext.quantize
 
     read: list[int] = []
-    original = mmdet_ext.pipeline.calib_batches
-    monkeypatch.setattr(mmdet_ext.pipeline, "calib_batches",
+    original = mmdet_ext.quantize.calib_batches
+    monkeypatch.setattr(mmdet_ext.quantize, "calib_batches",
                         lambda *a, **k: read.append(len(b := original(*a, **k))) or b)  # type: ignore[func-returns-value]
     config = make_config(quant=_quant(3).replace("calibrate=4", "calibrate=8"), name="rdoq_testsize")
     info = gen_rd_curves([str(config), str(random_checkpoint("faster_rcnn_r50_narrow_digits.py")),

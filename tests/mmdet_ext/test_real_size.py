@@ -17,9 +17,10 @@ import torch
 
 import mmdet_ext  # noqa: F401  (registers the hooks)
 from mmdet_ext.compact_batch import CompactBatch
-from mmdet_ext.datasets.coco_scale import data_options, generate_coco_scale
 from mmdet_ext.detector import detector_units
-from mmdet_ext.pipeline import build_structure, prepare, quantize
+from mmdet_ext.prepare import build_structure, prepare
+from mmdet_ext.quantize import quantize
+from rdoq_bench.coco_scale import data_options, generate_coco_scale
 from rdoq_plugins.config import ReconConfig
 from rdoq_plugins.recon import ChunkCache, QDropReconstructor, cache_unit, capture_calls, survey_units
 from rdoq_plugins.registry import OBSERVERS
@@ -59,7 +60,7 @@ def _quantized(name: str, coco_scale: Path, tmp_path: Path, curves: bool) -> Any
     options = {**data_options(coco_scale), "quant.calibrate": 2}
     options.update({f"quant.rdoq.{k}": v for k, v in RDOQ.items()})
     prep = prepare(config, _random_checkpoint(config, tmp_path), tmp_path / "work", None, options)
-    return quantize(prep, hooks=[{"type": "QuantCalibHook"}, *([{"type": "RDCurvesHook"}] if curves else [])])
+    return quantize(prep, hooks=[{"type": "QuantCalibHook"}, *([{"type": "RDCurvesHook"}] if curves else [])]).session
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
@@ -71,7 +72,7 @@ def test_shipped_coco_config_at_1333x800(name: str, coco_scale: Path, tmp_path: 
     assert img.shape[-2:] == (800, 1344) and batch.image_bytes == img.numel()  # one byte a value
 
     # Every observer on layer1's input: more values than float32 indexes exactly.
-    [(x, _)] = capture_calls(ctx.fp_model, ctx.fp_model.backbone.layer1[1], batch, ctx.run, with_output=False,
+    [(x, _)] = capture_calls(ctx.fp_model, ctx.fp_model.backbone.layer1[1], batch, ctx.adapter.run, with_output=False,
                              num_calls=1)
     assert x.numel() > 1 << 24
     for observer_name, observer in OBSERVERS.items():
@@ -81,12 +82,12 @@ def test_shipped_coco_config_at_1333x800(name: str, coco_scale: Path, tmp_path: 
         assert torch.isfinite(scale).all() and float(scale) > 0, observer_name
 
     # RD curves for the batch: every allocated layer's weights, and its input (not per-level ones).
-    if "curve_info" in ctx.rdoq or name == "faster_rcnn_r50":
-        info = ctx.rdoq["curve_info"]
-        assert info["reused"] == 0 and info["computed"] > info["layers"] and info["images"] == 2
+    if name == "faster_rcnn_r50":
+        info = ctx.result.curves
+        assert info is not None and info.reused == 0 and info.computed > info.layers and info.images == 2
 
     # One unit of each kind, a few steps, through a float16 cache that spills to disk.
-    survey = survey_units(ctx.fp_model, detector_units(ctx.model), batch, ctx.run)
+    survey = survey_units(ctx.fp_model, detector_units(ctx.model), batch, ctx.adapter.run)
     kinds: dict[str, Any] = {}
     for s in survey:
         kinds.setdefault(type(ctx.model.get_submodule(s.name)).__name__, s)
@@ -94,7 +95,7 @@ def test_shipped_coco_config_at_1333x800(name: str, coco_scale: Path, tmp_path: 
     recon = QDropReconstructor(ReconConfig(iters=2, batch_size=2))
     for kind, s in kinds.items():
         with ChunkCache("cpu", 0, tmp_path / "spill", store_dtype=torch.float16) as cache:
-            cache_unit(ctx.model, ctx.fp_model, s.name, [batch], ctx.run, cache, num_calls=s.calls)
+            cache_unit(ctx.model, ctx.fp_model, s.name, [batch], ctx.adapter.run, cache, num_calls=s.calls)
             assert cache.num_chunks == s.calls and cache.bytes_on_disk > 0
             with torch.enable_grad():
                 stats = recon(ctx.model.get_submodule(s.name), cache)

@@ -72,8 +72,8 @@ def test_quantized_checkpoint_evaluates_without_recalibration(make_config: Calla
     assert report["bits"] == {"weight_avg": 4.0, "act_avg": 4.0}
     assert report["size_bytes"]["quant"] < report["size_bytes"]["fp32"] / 6
 
-    import mmdet_ext.hooks
+    import rdoq_plugins.workflow.calibrate as calibrate_module
 
-    monkeypatch.setattr(mmdet_ext.hooks, "calibrate", lambda *a, **k: pytest.fail("re-calibrated"))
+    monkeypatch.setattr(calibrate_module, "calibrate", lambda *a, **k: pytest.fail("re-calibrated"))
     again = run_test_tool([str(config), str(tmp_path / "q" / "quantized.pth"), "--work-dir", str(tmp_path / "eval")])
     assert again["quant"] == first["quant"] and again["fp"] == {}

@@ -4,7 +4,7 @@
 interfaces the adapter calls (``pcdet.config.cfg`` / ``cfg_from_yaml_file`` / ``cfg_from_list``,
 ``pcdet.datasets.build_dataloader``, ``pcdet.models.build_network`` / ``load_data_to_gpu``,
 ``pcdet.utils.common_utils.create_logger``, ``tools/eval_utils/eval_utils.eval_one_epoch``), backed
-by the VoxelNeXt-shaped toy of :mod:`tests.pcdet_ext.voxelnext_toy`. Like the real ones, the model
+by the VoxelNeXt-shaped toy of :mod:`rdoq_bench.voxelnext_toy`. Like the real ones, the model
 keeps ``module_list`` = [vfe, backbone_3d, dense_head] and a ``global_step`` buffer, the head's own
 forward post-processes (and counts its calls), ``load_data_to_gpu`` calls ``.cuda()``, datasets
 read ``INFO_PATH[mode]`` with mode ``train`` / ``test`` from ``training``, and configs name their
@@ -92,7 +92,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from tests.pcdet_ext import voxelnext_toy as toy
+from rdoq_bench import voxelnext_toy as toy
 
 READS = []
 _SCENES = {}
@@ -168,7 +168,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tests.pcdet_ext import voxelnext_toy as toy
+from rdoq_bench import voxelnext_toy as toy
 
 HEAD_FORWARD_CALLS = [0]
 
@@ -243,7 +243,7 @@ import pickle
 import torch
 
 from pcdet.models import load_data_to_gpu
-from tests.pcdet_ext import voxelnext_toy as toy
+from rdoq_bench import voxelnext_toy as toy
 
 
 def eval_one_epoch(cfg, args, model, dataloader, epoch_id, logger, dist_test=False, result_dir=None):

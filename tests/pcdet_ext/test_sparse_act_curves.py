@@ -12,11 +12,11 @@ import torch
 
 spconv = pytest.importorskip("spconv.pytorch")
 
-from pcdet_ext.runner import quantize_sparse_detector
+from pcdet_ext.sparse_detector import quantize_sparse_detector
+from rdoq_bench import voxelnext_toy as toy
 from rdoq_plugins import ActPosition, calibrate, fuse_conv_bn, load_quant_config, quantize_model
 from rdoq_plugins.rd import CandidateGrid, CurveSpec, TensorKind, measured_curves, second_order_curves
 from rdoq_plugins.rd.probe import InputProbe, per_sample
-from tests.pcdet_ext import voxelnext_toy as toy
 
 A8 = {"quantizer": "FixedFakeQuantize", "observer": "MinMaxObserver", "bit": 8}
 QCFG: dict[str, Any] = {"w_qconfig": {**A8, "ch_axis": 0}, "a_qconfig": A8, "calibrate": 2, "recon": None}

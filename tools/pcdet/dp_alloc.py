@@ -18,10 +18,12 @@ from typing import Any
 
 try:
     from pcdet_ext.cli import parse_pcdet_args, tool_main, tool_parser
-except ImportError as err:  # spconv missing: neither pcdet_ext nor OpenPCDet can load
-    from rdoq_plugins.cli_flags import missing_pcdet_message
+except ImportError as err:  # spconv missing: pcdet_ext cannot load; its install text needs the stdlib only
+    import runpy
+    from pathlib import Path
 
-    sys.exit(missing_pcdet_message(err))
+    _install_text = Path(__file__).resolve().parents[2] / "pcdet_ext" / "openpcdet_import.py"
+    sys.exit(runpy.run_path(str(_install_text))["missing_pcdet_message"](err))
 
 
 def _own_flags(parser: argparse.ArgumentParser) -> None:
@@ -34,24 +36,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def print_summary(summary: dict[str, Any]) -> None:
-    from rdoq_plugins.rd.run import format_alloc_table
+    from rdoq_plugins.rd.rates import format_alloc_table
 
     print(format_alloc_table(summary))
 
 
 def run(args: argparse.Namespace) -> dict[str, Any] | None:
-    from pcdet_ext import openpcdet as op
+    from pcdet_ext.prepare import prepare
+    from pcdet_ext.quantize import allocate
+    from rdoq_plugins.workflow import barrier
 
-    prep = op.prepare(args, need_test=False, need_eval=False, need_calib=not args.no_measure, rdoq_flags=True)
+    prep = prepare(args, need_test=False, need_eval=False, need_calib=not args.no_measure, rdoq_flags=True)
     summary = None
     if prep.rank == 0:
         cfg = prep.qcfg.rdoq
         assert cfg is not None
         if args.no_measure:
             cfg = replace(cfg, additivity=False)
-        summary = op.allocate(prep, cfg)
+        summary = allocate(prep, cfg)
         print_summary(summary)
-    op.barrier()
+    barrier()
     return summary
 
 

@@ -18,10 +18,12 @@ from typing import Any
 
 try:
     from pcdet_ext.cli import parse_pcdet_args, tool_main, tool_parser
-except ImportError as err:  # spconv missing: neither pcdet_ext nor OpenPCDet can load
-    from rdoq_plugins.cli_flags import missing_pcdet_message
+except ImportError as err:  # spconv missing: pcdet_ext cannot load; its install text needs the stdlib only
+    import runpy
+    from pathlib import Path
 
-    sys.exit(missing_pcdet_message(err))
+    _install_text = Path(__file__).resolve().parents[2] / "pcdet_ext" / "openpcdet_import.py"
+    sys.exit(runpy.run_path(str(_install_text))["missing_pcdet_message"](err))
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -29,15 +31,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any] | None:
-    from pcdet_ext import openpcdet as op
+    from pcdet_ext.prepare import prepare
+    from pcdet_ext.quantize import generate_curves
+    from rdoq_plugins.workflow import barrier
 
-    prep = op.prepare(args, need_test=False, need_eval=False, rdoq_flags=True)
+    prep = prepare(args, need_test=False, need_eval=False, rdoq_flags=True)
     info = None
     if prep.rank == 0:
         assert prep.qcfg.rdoq is not None
-        info = op.generate_curves(prep, prep.qcfg.rdoq)
+        info = generate_curves(prep, prep.qcfg.rdoq)
         print(json.dumps(info, indent=2))
-    op.barrier()
+    barrier()
     return info
 
 

@@ -16,10 +16,12 @@ from typing import Any
 
 try:
     from pcdet_ext.cli import parse_pcdet_args, tool_main, tool_parser
-except ImportError as err:  # spconv missing: neither pcdet_ext nor OpenPCDet can load
-    from rdoq_plugins.cli_flags import missing_pcdet_message
+except ImportError as err:  # spconv missing: pcdet_ext cannot load; its install text needs the stdlib only
+    import runpy
+    from pathlib import Path
 
-    sys.exit(missing_pcdet_message(err))
+    _install_text = Path(__file__).resolve().parents[2] / "pcdet_ext" / "openpcdet_import.py"
+    sys.exit(runpy.run_path(str(_install_text))["missing_pcdet_message"](err))
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -27,18 +29,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any] | None:
-    from pcdet_ext import openpcdet as op
+    from pcdet_ext.outputs import build_report, write_report
+    from pcdet_ext.prepare import prepare
+    from pcdet_ext.quantize import quantize, save_checkpoint
+    from rdoq_plugins.workflow import barrier
 
-    prep = op.prepare(args, need_test=False, need_eval=False)
+    prep = prepare(args, need_test=False, need_eval=False)
     report = None
     if prep.rank == 0:  # one process quantizes; the others have nothing to do
-        model, run_report = op.quantize(prep)
+        model, run_report = quantize(prep)
         path = prep.work_dir / "quantized.pth"
-        op.save_checkpoint(prep, model, path)
-        report = op.build_report(prep, model, {}, {}, run_report)
-        op.write_report(prep, report)
+        save_checkpoint(prep, model, path)
+        report = build_report(prep, model, {}, {}, run_report)
+        write_report(prep, report)
         print(f"quantized checkpoint: {path}")
-    op.barrier()
+    barrier()
     return report
 
 

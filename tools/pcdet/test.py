@@ -21,10 +21,12 @@ from typing import Any
 
 try:
     from pcdet_ext.cli import parse_pcdet_args, tool_main, tool_parser
-except ImportError as err:  # spconv missing: neither pcdet_ext nor OpenPCDet can load
-    from rdoq_plugins.cli_flags import missing_pcdet_message
+except ImportError as err:  # spconv missing: pcdet_ext cannot load; its install text needs the stdlib only
+    import runpy
+    from pathlib import Path
 
-    sys.exit(missing_pcdet_message(err))
+    _install_text = Path(__file__).resolve().parents[2] / "pcdet_ext" / "openpcdet_import.py"
+    sys.exit(runpy.run_path(str(_install_text))["missing_pcdet_message"](err))
 
 
 def _own_flags(parser: argparse.ArgumentParser) -> None:
@@ -37,22 +39,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from pcdet_ext import openpcdet as op
+    from pcdet_ext.evaluate import evaluate
+    from pcdet_ext.outputs import build_report, print_table, write_report
+    from pcdet_ext.prepare import prepare
+    from pcdet_ext.quantize import quantize_on_rank0
 
-    prep = op.prepare(args)
+    prep = prepare(args)
     fp: dict[str, float] = {}
     if not args.skip_fp and not prep.quantized_checkpoint:
-        fp = op.evaluate(prep, prep.model, "fp")
+        fp = evaluate(prep, prep.model, "fp")
     run_report = None
     if prep.quantized_checkpoint:
         model = prep.model
     else:
-        model, run_report = op.quantize_on_rank0(prep)
-    quant = op.evaluate(prep, model, "quant")
-    report = op.build_report(prep, model, fp, quant, run_report)
-    op.write_report(prep, report)
+        model, run_report = quantize_on_rank0(prep)
+    quant = evaluate(prep, model, "quant")
+    report = build_report(prep, model, fp, quant, run_report)
+    write_report(prep, report)
     if prep.rank == 0:
-        op.print_table(report)
+        print_table(report)
     return report
 
 

@@ -1,4 +1,6 @@
-# QDrop W4A4 PTQ of mmdet's retinanet_r50_fpn_2x_coco (COCO box AP: see README).
+# QDrop W4A4 PTQ of mmdet's retinanet_r50_fpn_2x_coco.
+# No COCO box AP was measured here (COCO is not available to this project): docs/benchmark.md
+# has the box AP of the bundled small detectors, docs/scale.md the cost at COCO size.
 #   tools/dist_test.sh configs/mmdet/qdrop/retinanet_r50_fpn_2x_coco_w4a4.py CKPT 8 --eval bbox --work-dir DIR
 from mmdet_ext.mmdet_configs import mmdet_config
 

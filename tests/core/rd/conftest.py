@@ -1,4 +1,5 @@
-"""A small CNN with several outputs and a layer called twice, quantized W4A4, for RD tests."""
+"""A small CNN with several outputs and a layer called twice, quantized W4A4, for RD tests; and
+synthetic curves for the tests that need no model."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -9,6 +10,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from rdoq_plugins import QuantConfig, QuantLayer, calibrate, quantize_model
+from rdoq_plugins.granularity import PerGroup
+from rdoq_plugins.rd import CandidateGrid, LayerCurve, TensorKind
+from rdoq_plugins.rd.curve import ACT_AXIS, WEIGHT_AXIS
 
 
 class SharedNet(nn.Module):
@@ -45,3 +49,16 @@ def quantized() -> tuple[nn.Module, dict[str, QuantLayer], list[Tensor]]:
     batches = [torch.randn(3, 3, 8, 8) for _ in range(3)]
     calibrate(model, batches, outputs)
     return model, layers, batches
+
+
+def synthetic_curve(layer: str, kind: TensorKind, bits: Sequence[int], groups: int,
+                    ratios: Sequence[float] = (1.0, 0.5), seed: int = 0) -> LayerCurve:
+    """A curve with random ranges and element counts whose distortion falls with the bits."""
+    gen = torch.Generator().manual_seed(seed)
+    axis = WEIGHT_AXIS if kind is TensorKind.WEIGHT else ACT_AXIS
+    steps = torch.tensor([2.0 ** -b for b in bits])
+    noise = 1.0 + torch.rand(groups, len(bits), len(ratios), generator=gen)
+    return LayerCurve(layer=layer, kind=kind, group=PerGroup(axis, 4), grid=CandidateGrid(tuple(bits), tuple(ratios)),
+                      elements=torch.randint(4, 40, (groups,), generator=gen).double(),
+                      lo=-torch.rand(groups, generator=gen), hi=torch.rand(groups, generator=gen),
+                      distortion=steps[None, :, None] * noise)

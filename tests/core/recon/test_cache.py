@@ -1,4 +1,4 @@
-"""The reconstruction cache: storage dtype, tiers, disk windows, and spill folders."""
+"""The reconstruction cache: memory budget and spills, storage dtype, disk windows, spill folders."""
 from __future__ import annotations
 
 from collections import Counter
@@ -14,6 +14,21 @@ from rdoq_plugins.recon.cache import SPILL_PREFIX
 def _chunk(i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A 1-sample chunk whose values name it."""
     return tuple(torch.full((1, 2, 4, 4), float(i)) + k for k in range(3))  # type: ignore[return-value]
+
+
+def test_chunk_cache_spills_to_disk_within_its_budget(tmp_path: Path) -> None:
+    chunk = [torch.randn(2, 4, 8, 8) for _ in range(3)]
+    per_chunk = 3 * chunk[0].numel() * 4
+    with ChunkCache("cpu", max_bytes=per_chunk * 2, spill_dir=tmp_path) as cache:
+        for i in range(5):
+            cache.add(*(t + i for t in chunk))
+        assert cache.bytes_in_memory == 2 * per_chunk and cache.bytes_on_disk == 3 * per_chunk
+        assert len(list(tmp_path.iterdir())) == 1
+        for i in range(5):
+            assert torch.equal(cache.chunk(i)[2], chunk[2] + i)
+        q, _, _ = cache.sample(1, torch.Generator().manual_seed(0))
+        assert q.shape == (1, 4, 8, 8)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_float16_storage_halves_the_bytes_and_hands_out_float32() -> None:

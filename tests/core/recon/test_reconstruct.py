@@ -7,7 +7,7 @@ from torch import nn
 from rdoq_plugins import QDropReconstructor, TensorCache, calibrate, load_quant_config, quantize_model
 from rdoq_plugins.config import EarlyStopConfig, ReconConfig
 from rdoq_plugins.quant import RoundingState
-from rdoq_plugins.recon import RoundingSchedule, output_error
+from rdoq_plugins.recon import output_error
 
 W2A4 = {"w_qconfig": {"bit": 2}, "a_qconfig": {"bit": 4}}
 
@@ -60,13 +60,6 @@ def test_early_stop_on_a_plateau() -> None:
                       early_stop=EarlyStopConfig(window=20, min_rel_improvement=0.05))
     stats = QDropReconstructor(cfg)(unit, cache)
     assert stats.stopped_early and stats.iters < 200
-
-
-def test_rounding_schedule() -> None:
-    s = RoundingSchedule(iters=100, warm_up=0.2, b_range=(20.0, 2.0), weight=0.01)
-    assert s.lam(19) == 0.0 and s.lam(20) == 0.01
-    assert s.beta(20) == 20.0 and s.beta(100) == 2.0
-    assert s.beta(60) == 11.0
 
 
 def test_bias_learning_is_off_by_default_and_fits_an_output_shift() -> None:

@@ -23,6 +23,6 @@ def test_a_pattern_matching_no_unit_is_an_error() -> None:
         select_units(UNITS, ["bbox_head"])  # full match: a prefix is not enough
 
 
-def test_config_keeps_its_hash_without_exclude() -> None:
-    assert "exclude" not in load_quant_config({}).to_dict()["recon"]
+def test_exclude_is_written_with_the_config() -> None:
+    assert load_quant_config({}).to_dict()["recon"]["exclude"] == []
     assert load_quant_config({"recon": {"exclude": ["a"]}}).to_dict()["recon"]["exclude"] == ["a"]

@@ -1,1 +1,0 @@
-"""Dataset helpers for the mmdet adapters that need no framework import."""

@@ -1,0 +1,83 @@
+"""The quant section of an OpenPCDet config: the YAML config as OpenPCDet's ``test.py`` builds
+it, its top-level ``QUANT`` key with ``--quant_cfg`` laid over it, and the ``calib`` options."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from rdoq_plugins import QuantConfig
+from rdoq_plugins.config import ConfigError
+from rdoq_plugins.config.errors import check_keys, get_bool, get_choice, get_int
+from rdoq_plugins.config.load import merge_quant_section
+
+QUANT_KEY = "QUANT"  # the quant section's key in an OpenPCDet YAML config
+EXTRA_KEYS = ("calib",)
+CALIB_DEFAULTS: dict[str, Any] = {"split": "train", "batch_size": 2, "seed": 1005, "augment": False}
+
+
+def load_pcdet_config(pcdet: SimpleNamespace, cfg_path: str | Path, set_cfgs: Sequence[str] | None = None) -> Any:
+    """A fresh OpenPCDet config (not the global ``pcdet.config.cfg``), as OpenPCDet's test.py
+    builds it: ``cfg_from_yaml_file``, ``TAG``, ``EXP_GROUP_PATH``, then ``cfg_from_list``."""
+    cfg_file = Path(cfg_path)
+    if not cfg_file.is_file():
+        raise FileNotFoundError(f"--cfg_file not found: {cfg_file}")
+    base = pcdet.config.cfg
+    cfg = type(base)()
+    cfg.ROOT_DIR = base.ROOT_DIR
+    cfg.LOCAL_RANK = 0
+    try:
+        pcdet.config.cfg_from_yaml_file(str(cfg_file), cfg)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{cfg_file}: {err.filename or err} not found; OpenPCDet configs name their "
+                                "_BASE_CONFIG_ relative to OpenPCDet's tools/ folder: run from there") from None
+    cfg.TAG = cfg_file.stem
+    cfg.EXP_GROUP_PATH = "/".join(str(cfg_path).split("/")[1:-1])  # as OpenPCDet: drops 'cfgs' and the file
+    if set_cfgs:
+        try:
+            pcdet.config.cfg_from_list(list(set_cfgs), cfg)
+        except (AssertionError, KeyError, ValueError, TypeError) as err:
+            raise ValueError(f"--set {' '.join(set_cfgs)}: {err or type(err).__name__}") from None
+    return cfg
+
+
+def quant_section(cfg: Mapping[str, Any], quant_cfg: Path | None) -> dict[str, Any]:
+    """The config's ``QUANT`` section with ``--quant_cfg``'s top-level keys laid over it."""
+    for key in cfg:
+        if key != QUANT_KEY and str(key).lower() == QUANT_KEY.lower():
+            raise ConfigError(str(key), f"the quant section of an OpenPCDet config is the top-level key "
+                              f"{QUANT_KEY!r} (upper case, as OpenPCDet's own keys)", allowed=QUANT_KEY)
+    section = cfg.get(QUANT_KEY)
+    if section is not None and not isinstance(section, Mapping):
+        raise ConfigError(QUANT_KEY, "expected a mapping", section)
+    return merge_quant_section(section, quant_cfg, "--quant_cfg")
+
+
+def calib_options(section: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The quant section's ``calib`` key: ``{split: train|test, batch_size, seed, augment}``.
+
+    ``split: train`` reads train frames through the test pipeline (no augmentation, no class
+    balancing) unless ``augment: true`` (OpenPCDet's training pipeline, as QDrop's calibration)."""
+    data = dict(section or {})
+    check_keys(data, CALIB_DEFAULTS.keys(), "calib")
+    out = {
+        "split": get_choice(data, "split", CALIB_DEFAULTS["split"], "calib", ["train", "test"]),
+        "batch_size": get_int(data, "batch_size", CALIB_DEFAULTS["batch_size"], "calib", 1),
+        "seed": get_int(data, "seed", CALIB_DEFAULTS["seed"], "calib", 0),
+        "augment": get_bool(data, "augment", CALIB_DEFAULTS["augment"], "calib"),
+    }
+    if out["augment"] and out["split"] != "train":
+        raise ConfigError("calib.augment", "augmentation is OpenPCDet's training pipeline: needs split: train",
+                          out["augment"])
+    return out
+
+
+def parse_quant(data: Mapping[str, Any]) -> tuple[QuantConfig, dict[str, Any]]:
+    """The validated quant config and calibration options."""
+    qcfg = QuantConfig.from_dict(data, extra_keys=EXTRA_KEYS)
+    return qcfg, calib_options(qcfg.extra.get("calib"))
+
+
+__all__ = ["CALIB_DEFAULTS", "EXTRA_KEYS", "QUANT_KEY", "calib_options", "load_pcdet_config", "parse_quant",
+           "quant_section"]

@@ -1,0 +1,116 @@
+"""The quantization of an OpenPCDet run through the core workflow.
+
+:func:`quantize`: ``N`` calibration frames (``quant.calibrate``) from the train or test split, then
+:func:`pcdet_ext.sparse_detector.quantize_sparse_detector` (calibrate, RD curves and allocation,
+reconstruction; resumable). Its ``run(model, batch)`` is the forward pass of the VFE, the
+backbones and every head branch *without* post-processing, on a shallow copy of the batch dict;
+its distortion target is all head branches' features (:mod:`pcdet_ext.detector`).
+
+The RDOQ steps alone: :func:`generate_curves` (RD curves into ``work_dir/rd_curves/``) and
+:func:`allocate` (allocations into ``work_dir/rd_alloc/``).
+
+Distributed runs (``--launcher pytorch``): rank 0 alone calibrates and reconstructs and writes
+``quantized.pth``; the other ranks load it (the work dir must be shared between nodes).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pcdet_ext.calib_data import calib_batches
+from pcdet_ext.config import EXTRA_KEYS
+from pcdet_ext.detector import copy_detector, frames, make_run
+from pcdet_ext.prepare import Prepared
+from pcdet_ext.sparse_detector import (
+    SparseDetectorAdapter,
+    load_quantized,
+    logger,
+    quantize_sparse_detector,
+    quantize_sparse_model,
+    save_quantized,
+)
+from rdoq_plugins import fuse_conv_bn
+from rdoq_plugins.config import RDOQConfig
+from rdoq_plugins.workflow import Session, Step, allocate_all, barrier, run_steps
+
+
+def calibration_data(prep: Prepared) -> list[dict[str, Any]]:
+    if prep.calib_set is None:
+        raise ValueError("no calibration split was prepared")
+    start = time.time()
+    batches = calib_batches(prep.calib_set, prep.qcfg.calibrate, prep.calib["batch_size"], prep.calib["seed"],
+                            prep.workers)
+    prep.timings["calib_data"] = time.time() - start
+    return batches
+
+
+def quantize(prep: Prepared) -> tuple[nn.Module, dict[str, Any]]:
+    """A quantized copy of the FP model and the steps' report."""
+    if prep.quantized_checkpoint:
+        raise ValueError(f"{prep.checkpoint} is quantized already; evaluate it with test.py")
+    batches = calibration_data(prep)
+    run, outputs = make_run(prep.device)
+    model, report = quantize_sparse_detector(
+        copy_detector(prep.model), prep.model, batches, run, outputs, prep.qcfg, work_dir=prep.work_dir,
+        data_hash=prep.data_hash, images=frames, seed=prep.calib["seed"], progress=prep.rank == 0)
+    prep.timings.update(report["timings"])
+    return model, report
+
+
+def quantize_on_rank0(prep: Prepared) -> tuple[nn.Module, dict[str, Any] | None]:
+    """:func:`quantize` on rank 0, which writes ``quantized.pth``; the other ranks wait, then load it."""
+    path = prep.work_dir / "quantized.pth"
+    report = None
+    if prep.rank == 0:
+        model, report = quantize(prep)
+        save_checkpoint(prep, model, path)
+    barrier()
+    if prep.rank != 0:
+        structure = prep.pcdet.build_network(model_cfg=prep.cfg.MODEL, num_class=len(prep.cfg.CLASS_NAMES),
+                                             dataset=prep.test_set)
+        model, _ = load_quantized(fuse_conv_bn(structure), path, extra_keys=EXTRA_KEYS)
+        model = model.to(prep.device).eval()
+    return model, report
+
+
+def save_checkpoint(prep: Prepared, model: nn.Module, path: Path) -> None:
+    meta = {"cfg_file": str(prep.cfg_file), "fp_checkpoint": str(prep.checkpoint),
+            "CLASS_NAMES": list(prep.cfg.CLASS_NAMES)}
+    save_quantized(model, prep.qcfg, path, meta)
+
+
+def rd_session(prep: Prepared, cfg: RDOQConfig, batches: list[Any]) -> Session:
+    """A session on a quantized copy of the FP model (not calibrated: curves and allocations set
+    their own grids) with ``cfg`` as the ``rdoq`` section."""
+    if prep.quantized_checkpoint:
+        raise ValueError(f"{prep.checkpoint} is quantized already; RD curves and allocations need the FP checkpoint")
+    qcfg = replace(prep.qcfg, rdoq=cfg)
+    model = copy_detector(prep.model)
+    quantize_sparse_model(model, qcfg)
+    run, outputs = make_run(prep.device)
+    return Session(model=model, fp_model=prep.model, qcfg=qcfg, adapter=SparseDetectorAdapter(run, outputs, frames),
+                   batches=batches, work_dir=prep.work_dir, device=prep.device, data_hash=prep.data_hash,
+                   logger=logger, show_progress=prep.rank == 0)
+
+
+def generate_curves(prep: Prepared, cfg: RDOQConfig) -> dict[str, Any]:
+    """RD curves of every allocated layer into ``work_dir/rd_curves/<hash>/`` (the missing ones only)."""
+    session = rd_session(prep, cfg, calibration_data(prep))
+    run_steps(session, [Step.CURVES])
+    assert session.result.curves is not None
+    return {**asdict(session.result.curves), "time_s": round(session.result.timings["curves"], 2)}
+
+
+def allocate(prep: Prepared, cfg: RDOQConfig) -> dict[str, Any]:
+    """Allocations for every target rate from the stored curves, the additivity check
+    (``cfg.additivity``), and ``work_dir/rd_alloc/``: ``rate_<r>.json`` (per-group choices),
+    ``summary.json``, ``rd_curves.png`` and ``bits_heatmap.png``."""
+    batches = calibration_data(prep) if cfg.additivity else []
+    with torch.enable_grad():
+        _, _, summary = allocate_all(rd_session(prep, cfg, batches))
+    return summary

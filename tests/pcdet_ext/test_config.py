@@ -1,0 +1,58 @@
+"""The quant section of an OpenPCDet config (``pcdet_ext.config``), and the shipped ``configs/pcdet/``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("spconv.pytorch", reason="spconv is not installed")
+
+from pcdet_ext.config import EXTRA_KEYS, calib_options, parse_quant, quant_section
+from rdoq_bench import voxelnext_toy as toy
+from rdoq_plugins import ConfigError, load_quant_config
+from tests.pcdet_ext.conftest import PCDET_CONFIGS
+
+
+def test_quant_section_from_the_config_and_the_file(tmp_path: Path) -> None:
+    (tmp_path / "q.yaml").write_text("a_qconfig: {bit: 8}\ncalibrate: 16\n")
+    cfg = {"MODEL": {}, "QUANT": {"w_qconfig": {"bit": 2}, "calibrate": 4, "calib": {"split": "test"}}}
+    qcfg, calib = parse_quant(quant_section(cfg, tmp_path / "q.yaml"))
+    assert (qcfg.w_qconfig.bit, qcfg.a_qconfig.bit, qcfg.calibrate) == (2, 8, 16)  # the file's keys win
+    assert calib == {"split": "test", "batch_size": 2, "seed": 1005, "augment": False}
+    assert parse_quant(quant_section({"MODEL": {}}, None))[0] == load_quant_config(None, ("calib",))
+    with pytest.raises(ConfigError, match="upper case"):
+        quant_section({"quant": {"calibrate": 4}}, None)
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        quant_section({"QUANT": [1, 2]}, None)
+    with pytest.raises(ConfigError, match="--quant_cfg"):
+        quant_section({}, tmp_path / "missing.yaml")
+    for bad, match in (({"recon": {"dro_prob": 0.5}}, "did you mean 'drop_prob'"),
+                       ({"calib": {"split": "val"}}, "calib.split"),
+                       ({"calib": {"samples_per_gpu": 2}}, "calib.samples_per_gpu"),
+                       ({"calib": {"split": "test", "augment": True}}, "calib.augment"),
+                       ({"calib": {"batch_size": 0}}, "calib.batch_size")):
+        with pytest.raises(ConfigError, match=match):
+            parse_quant(bad)
+
+
+def test_the_expected_pcdet_configs_exist() -> None:
+    assert {p.stem for p in PCDET_CONFIGS} >= {
+        "voxelnext_nuscenes_qdrop_w4a8", "voxelnext_nuscenes_qdrop_w4a4", "voxelnext_nuscenes_rdoq_w2a8",
+        "voxelnext_nuscenes_rdoq_w4a8", "voxelnext_nuscenes_rdoq_w6a8", "voxelnext_nuscenes_rdoq_w8a8"}
+
+
+@pytest.mark.parametrize("path", PCDET_CONFIGS, ids=lambda p: p.stem)
+def test_pcdet_config_validates(path: Path) -> None:
+    qcfg = load_quant_config(path, extra_keys=EXTRA_KEYS)
+    calib_options(qcfg.extra.get("calib"))
+    assert (qcfg.rdoq is not None) == ("rdoq" in path.stem)
+    assert (qcfg.recon is not None) == ("qdrop" in path.stem)
+    names = {n for n, _ in toy.build_toy(narrow=True, blocks=1).named_modules()}
+    assert all(key in names for key, _ in qcfg.overrides)  # VoxelNeXt's module names (the toy mirrors them)
+    if qcfg.rdoq is not None:
+        rd = qcfg.rdoq
+        assert (rd.solver, rd.estimator.value, rd.target.value) == ("dp", "second_order", "weight")
+        assert rd.apply_rate == float(path.stem.split("_w")[-1].split("a")[0])
+        assert rd.target_rates == (2.0, 4.0, 6.0, 8.0)
+    else:
+        assert qcfg.w_qconfig.bit == 4 and qcfg.a_qconfig.bit == int(path.stem[-1])
