@@ -50,11 +50,14 @@ def check_heads(model: nn.Module, heads: Mapping[str, Any]) -> dict[str, bool]:
     return out
 
 
-def quantize_detector(model: nn.Module, qcfg: QuantConfig, heads: Mapping[str, bool]) -> dict[str, QuantLayer]:
+def quantize_detector(model: nn.Module, qcfg: QuantConfig, heads: Mapping[str, bool],
+                      check: bool = True) -> dict[str, QuantLayer]:
     """Swaps the detector's layers for quantized ones (BN must be folded already); with the
-    ``per_level_act`` key, dense heads get one input quantizer per FPN level."""
+    ``per_level_act`` key, dense heads get one input quantizer per FPN level. ``check``: an
+    override that names no layer of the detector is an error (off for a stored config)."""
     off = tuple(f"{h}." for h, on in heads.items() if not on)
-    wrapped = quantize_model(model, qcfg, ActPosition.INPUT, include=lambda name, _: not name.startswith(off))
+    wrapped = quantize_model(model, qcfg, ActPosition.INPUT, include=lambda name, _: not name.startswith(off),
+                             check=check)
     if not wrapped:
         raise ConfigError("overrides", "no layer of the model is left to quantize", dict(heads))
     if qcfg.extra.get("per_level_act", False):  # absent in quantized checkpoints from before the key

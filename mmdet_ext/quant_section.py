@@ -1,7 +1,9 @@
 """The ``quant`` section of an mmdet config: the core schema plus mmdet-specific keys.
 
-``--quant-config FILE`` (YAML in the core schema, e.g. QDrop's ``exp/config.yaml``) supplies the
-section or overrides its keys. Extra keys beside the core ones:
+``--quant-config FILE`` (YAML in the core schema, e.g. QDrop's detection ``exp/config.yaml``, or
+QDrop's ImageNet layout with the section under ``quant:``) supplies the section or is merged into it
+key by key, overrides by layer name (:mod:`rdoq_plugins.config.load`). Extra keys beside the core
+ones:
 
 - ``heads``: ``{rpn_head: bool, roi_head: bool, bbox_head: bool}``; all present heads default on.
 - ``calib``: ``{split: train|test, samples_per_gpu: int, seed: int}``.
@@ -32,8 +34,9 @@ EXTRA_KEYS = ("heads", "calib", "hooks", "per_level_act", "rd_target")
 
 
 def merge_quant_section(section: Mapping[str, Any] | None, quant_config: Path | None) -> dict[str, Any]:
-    """The config's ``quant`` section with the YAML file's top-level keys laid over it."""
-    return merge_quant(section, quant_config, "--quant-config")
+    """The config's ``quant`` section with the YAML file merged into it (mappings key by key,
+    ``overrides`` by layer name; see :func:`rdoq_plugins.config.load.merge_quant_section`)."""
+    return merge_quant(section, quant_config, "--quant-config", EXTRA_KEYS)
 
 
 def parse_quant_section(data: Mapping[str, Any]) -> QuantConfig:

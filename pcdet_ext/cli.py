@@ -4,22 +4,22 @@ OpenPCDet's: ``--cfg_file``, ``--ckpt``, ``--batch_size`` (total over processes)
 ``--extra_tag``, ``--launcher none|pytorch``, ``--tcp_port`` (accepted; torchrun sets the
 address), ``--local_rank`` / ``--local-rank`` / ``LOCAL_RANK``, ``--save_to_file`` and ``--set KEY
 VALUE ...`` (last on the line, as in OpenPCDet). Ours: ``--quant_cfg FILE`` (YAML in the core
-schema, laid over the config's ``QUANT`` section), ``--work_dir`` (default: OpenPCDet's
-``output/<group>/<tag>/<extra_tag>/ckpt``) and ``--trust_ckpt``. The RDOQ tools add the RDOQ flags
-of :mod:`rdoq_plugins.cli_flags`, as on the mmdet side.
+schema or QDrop's layout, merged into the config's ``QUANT`` section), ``--work_dir`` (default:
+OpenPCDet's ``output/<group>/<tag>/<extra_tag>/ckpt``), ``--trust_ckpt`` and ``--debug``. The RDOQ
+tools add the RDOQ flags of :mod:`rdoq_plugins.cli_flags`, as on the mmdet side.
 
-Nothing here imports OpenPCDet; :func:`tool_main` turns a missing OpenPCDet into a short error.
+Nothing here imports OpenPCDet; :func:`tool_main` turns a missing OpenPCDet, and every input error
+(config, checkpoint, work dir, disk), into one line and exit status 2, as on the mmdet side.
 """
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rdoq_plugins.cli_flags import add_rdoq_args
+from rdoq_plugins.cli_flags import add_debug_arg, add_rdoq_args, run_tool
 
 __all__ = ["add_pcdet_args", "add_rdoq_args", "parse_pcdet_args", "tool_main", "tool_parser"]
 
@@ -36,13 +36,15 @@ def add_pcdet_args(parser: argparse.ArgumentParser, work_dir_required: bool = Fa
     parser.add_argument("--tcp_port", type=int, default=18888, help="accepted for compatibility; torchrun sets it")
     parser.add_argument("--local_rank", "--local-rank", dest="local_rank", type=int, default=None)
     parser.add_argument("--quant_cfg", "--quant-config", "--q_config", dest="quant_cfg", type=Path,
-                        help="YAML quant config (core schema) laid over the config's QUANT section")
+                        help="YAML quant config (core schema, or QDrop's layout) merged into the config's "
+                             "QUANT section")
     parser.add_argument("--work_dir", "--work-dir", dest="work_dir", type=Path, required=work_dir_required,
                         help="report.json, quantized.pth, RD curves and allocations (default: OpenPCDet's "
                              "output/<group>/<tag>/<extra_tag>/ckpt)")
     parser.add_argument("--trust_ckpt", action="store_true",
                         help="unpickle the checkpoint fully (torch.load(weights_only=False)); trusted files only")
     parser.add_argument("--save_to_file", action="store_true", help="as OpenPCDet: write the predictions")
+    add_debug_arg(parser)
 
 
 def add_set_arg(parser: argparse.ArgumentParser) -> None:
@@ -76,11 +78,8 @@ def parse_pcdet_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None
 
 
 def tool_main(body: Callable[[argparse.Namespace], Any], args: argparse.Namespace) -> Any:
-    """Runs a tool's body; a missing OpenPCDet exits with the install instructions, no traceback."""
+    """Runs a tool's body: a missing OpenPCDet (with the install instructions) or an input error
+    prints ``error: <message>`` and exits with status 2, no traceback (``--debug``: raised)."""
     from pcdet_ext.openpcdet_import import PcdetMissing
 
-    try:
-        return body(args)
-    except PcdetMissing as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    return run_tool(body, args, (PcdetMissing,))

@@ -1,5 +1,6 @@
 """The quant section of an OpenPCDet config: the YAML config as OpenPCDet's ``test.py`` builds
-it, its top-level ``QUANT`` key with ``--quant_cfg`` laid over it, and the ``calib`` options."""
+it, its top-level ``QUANT`` key with ``--quant_cfg`` merged into it (mappings key by key,
+``overrides`` by layer name; :mod:`rdoq_plugins.config.load`), and the ``calib`` options."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -43,7 +44,8 @@ def load_pcdet_config(pcdet: SimpleNamespace, cfg_path: str | Path, set_cfgs: Se
 
 
 def quant_section(cfg: Mapping[str, Any], quant_cfg: Path | None) -> dict[str, Any]:
-    """The config's ``QUANT`` section with ``--quant_cfg``'s top-level keys laid over it."""
+    """The config's ``QUANT`` section with ``--quant_cfg`` (core schema, or QDrop's layout with the
+    section under ``quant:``) merged into it."""
     for key in cfg:
         if key != QUANT_KEY and str(key).lower() == QUANT_KEY.lower():
             raise ConfigError(str(key), f"the quant section of an OpenPCDet config is the top-level key "
@@ -51,7 +53,7 @@ def quant_section(cfg: Mapping[str, Any], quant_cfg: Path | None) -> dict[str, A
     section = cfg.get(QUANT_KEY)
     if section is not None and not isinstance(section, Mapping):
         raise ConfigError(QUANT_KEY, "expected a mapping", section)
-    return merge_quant_section(section, quant_cfg, "--quant_cfg")
+    return merge_quant_section(section, quant_cfg, "--quant_cfg", EXTRA_KEYS)
 
 
 def calib_options(section: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -1,11 +1,13 @@
 """A validated OpenPCDet run (:func:`prepare`), as OpenPCDet's ``tools/test.py`` builds it.
 
 ``cfg_from_yaml_file`` + ``cfg_from_list`` (``--set``), the quant section (the config's top-level
-``QUANT:`` key, with ``--quant_cfg FILE`` laid over it; the core schema plus ``calib``), the
+``QUANT:`` key, with ``--quant_cfg FILE`` merged into it; the core schema plus ``calib``), the
 checkpoint (read with ``torch.load(weights_only=True)``), ``build_dataloader(training=False)``,
 ``build_network``, the FP weights loaded **strictly** (OpenPCDet's ``load_params_from_file`` only
-logs the keys it cannot load; here a missing, unexpected or reshaped key is an error), BN folded,
-and the size of the calibration split. Nothing long runs and nothing is written.
+logs the keys it cannot load; here a missing, unexpected or reshaped key is an error; NaN or
+infinite weights are one too), BN folded,
+every override checked against the model's layers, and the size of the calibration split. Nothing
+long runs and nothing is written.
 
 ``pcdet`` is imported inside functions only (:func:`pcdet_ext.openpcdet_import.import_pcdet`), so
 importing this module needs torch and spconv, never OpenPCDet. Without CUDA,
@@ -42,13 +44,16 @@ from rdoq_plugins import QuantConfig, fuse_conv_bn
 from rdoq_plugins.cli_flags import rdoq_from_flags
 from rdoq_plugins.config.load import plain
 from rdoq_plugins.hashing import content_hash
+from rdoq_plugins.modules import check_overrides, quantizable_layers
 from rdoq_plugins.workflow.checkpoint import (
+    check_finite,
     checkpoint_identity,
     quantized_format,
     read_checkpoint,
     state_dict_of,
 )
 from rdoq_plugins.workflow.launch import init_distributed
+from rdoq_plugins.workflow.work_dir import check_writable
 
 logger = logging.getLogger("pcdet_ext")
 # Rank 0 calibrates and reconstructs while the other ranks wait in a barrier: hours, not minutes.
@@ -104,10 +109,14 @@ def prepare(args: Any, need_test: bool = True, need_calib: bool = True, need_eva
     qcfg, calib = parse_quant(quant_section(cfg, args.quant_cfg))
     if rdoq_flags:
         qcfg = replace(qcfg, rdoq=rdoq_from_flags(qcfg.rdoq, args))
+    work_dir = Path(args.work_dir) if args.work_dir is not None else default_work_dir(cfg, args.extra_tag)
+    check_writable(work_dir)
     checkpoint = Path(args.ckpt)
     ckpt = read_checkpoint(checkpoint, getattr(args, "trust_ckpt", False), TRUST_HINT)
     quantized = quantized_format(ckpt) is not None
     state = None if quantized else state_dict_of(ckpt, checkpoint)
+    if state is not None:
+        check_finite(state, checkpoint)
     del ckpt
     rank, world = init_distributed(args.launcher, args.local_rank, DIST_TIMEOUT)
     cfg.LOCAL_RANK = rank
@@ -133,6 +142,7 @@ def prepare(args: Any, need_test: bool = True, need_calib: bool = True, need_eva
         assert state is not None
         load_fp_weights(model, state, f"checkpoint {checkpoint}")
         fuse_conv_bn(model)
+        check_overrides(qcfg, quantizable_layers(model))  # overrides name real layers, before any evaluation
     left = remaining_batchnorms(model)
     if left:
         logger.warning("%d BatchNorm layers could not be folded (e.g. %s); they run in FP after quantizers",
@@ -145,7 +155,6 @@ def prepare(args: Any, need_test: bool = True, need_calib: bool = True, need_eva
                                                  logger=pcdet_logger, training=training)
         check_calib_size(qcfg.calibrate, len(calib_set))
     device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
-    work_dir = Path(args.work_dir) if args.work_dir is not None else default_work_dir(cfg, args.extra_tag)
     # What RD curves depend on besides their own settings: model, weights, layers and calibration data.
     qdict = qcfg.to_dict()
     data_hash = content_hash(plain(cfg.MODEL), plain(cfg.DATA_CONFIG), list(cfg.CLASS_NAMES),

@@ -79,13 +79,14 @@ class SparseDetectorAdapter:
         return list(sparse_units(model))
 
 
-def quantize_sparse_model(model: nn.Module, qcfg: QuantConfig) -> dict[str, QuantLayer]:
+def quantize_sparse_model(model: nn.Module, qcfg: QuantConfig, check: bool = True) -> dict[str, QuantLayer]:
     """Wraps every registered layer of ``model`` (BN folded) in place, activation quantizers at the
     layer inputs; per-layer overrides of ``qcfg`` may leave layers FP. Deterministic given
-    ``qcfg``, so :func:`load_quantized` rebuilds the same structure."""
+    ``qcfg``, so :func:`load_quantized` rebuilds the same structure. ``check``: an override that
+    names no layer of the model is an error (off for a stored config)."""
     if any(isinstance(m, QuantLayer) for m in model.modules()):
         raise ValueError("the model is quantized already")
-    wrapped = quantize_model(model, qcfg, ActPosition.INPUT)
+    wrapped = quantize_model(model, qcfg, ActPosition.INPUT, check=check)
     if not wrapped:
         raise ConfigError("overrides", "no layer of the model is left to quantize", None)
     return wrapped
@@ -166,7 +167,7 @@ def load_quantized(model: nn.Module, path: Path, extra_keys: Sequence[str] = ())
     device = next(model.parameters()).device
 
     def build(quant: Any) -> nn.Module:
-        quantize_sparse_model(model, QuantConfig.from_dict(quant, extra_keys=extra_keys))
+        quantize_sparse_model(model, QuantConfig.from_dict(quant, extra_keys=extra_keys), check=False)
         return model
 
     load_checkpoint(ckpt, path, build, FORMAT)

@@ -42,7 +42,8 @@ RD_CURVES = {"weight_group": 16, "weight_bits": list(range(9)), "weight_ratios":
 RD_ACTS = {"target": "both", "act_bits": list(range(2, 9))}
 
 
-def quant_section(method: str, w_bits: int, a_bits: int, iters: int, calibrate: int) -> dict[str, Any]:
+def quant_section(model: str, method: str, w_bits: int, a_bits: int, iters: int,
+                  calibrate: int) -> dict[str, Any]:
     """The quant config of one bench row (first conv: 8-bit weights, FP image, as QDrop)."""
     section: dict[str, Any] = {
         "calibrate": calibrate,
@@ -56,9 +57,11 @@ def quant_section(method: str, w_bits: int, a_bits: int, iters: int, calibrate: 
         section.update(w_qconfig={"bit": w_bits}, a_qconfig={"bit": a_bits}, recon={"iters": iters, "keep_gpu": False})
         # RetinaHead (focal loss): QDrop's Lp-optimal ranges clip the tower and predictor outliers the
         # scores depend on (MSE-initialised W4A4 PTQ: 0.461 vs min-max 0.553), so the head starts from
-        # min-max ranges; matches no layer of Faster R-CNN.
-        section["overrides"][r"re:bbox_head\..*"] = {"w_qconfig": {"observer": "MinMaxObserver"},
-                                                      "a_qconfig": {"observer": "AvgMinMaxObserver"}}
+        # min-max ranges. Faster R-CNN has no top-level bbox_head, and an override that matches no
+        # layer is an error.
+        if model == "retinanet":
+            section["overrides"][r"re:bbox_head\..*"] = {"w_qconfig": {"observer": "MinMaxObserver"},
+                                                          "a_qconfig": {"observer": "AvgMinMaxObserver"}}
     else:
         section.update(w_qconfig={**MINMAX_W, "bit": w_bits}, a_qconfig={**MINMAX_A, "bit": a_bits}, recon=None)
     hooks = [{"type": "QuantCalibHook"}]
@@ -94,7 +97,7 @@ def run(model: str, method: str, w_bits: int, a_bits: int, args: argparse.Namesp
     if not report_file.is_file() and args.no_run:
         return None
     if not report_file.is_file():
-        section = quant_section(method, w_bits, a_bits, args.iters, args.calibrate)
+        section = quant_section(model, method, w_bits, a_bits, args.iters, args.calibrate)
         if "rdoq" in section:  # one curve folder per model and estimator, shared by its rows
             shared = args.work_root / f"{model}_rd_curves_{section['rdoq']['estimator']}"
             shared.mkdir(parents=True, exist_ok=True)

@@ -81,7 +81,7 @@ def settings_argv(args: argparse.Namespace) -> list[str]:
             "--train-batch", str(args.train_batch), "--val-scenes", str(args.val_scenes),
             "--calib-scenes", str(args.calib_scenes), "--iters", str(args.iters), "--seed", str(args.seed),
             "--blocks", str(args.blocks), "--eval-batch", str(args.eval_batch), "--work-root", str(args.work_root),
-            "--rd-rates", *[str(r) for r in args.rd_rates]]
+            "--rd-rates", *[str(r) for r in args.rd_rates], "--cache-dtype", args.cache_dtype]
     return argv + (["--narrow"] if args.narrow else [])
 
 
@@ -141,6 +141,8 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=40, help="QDrop reconstruction iterations per unit")
     parser.add_argument("--rd-rates", nargs="+", type=float, default=[2.0, 3.0, 4.0, 5.0, 6.0],
                         help="RDOQ rates allocated for the additivity check (the row's w_bits is added)")
+    parser.add_argument("--cache-dtype", choices=["float16", "bfloat16", "float32"], default="float16",
+                        help="dtype of the reconstruction cache (float32: the tables before the shared workflow)")
     parser.add_argument("--seed", type=int, default=0, help="train split / init / training seed (val: seed + 1)")
     parser.add_argument("--work-root", type=Path, default=REPO / "work_dirs" / "bench_sparse")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results_sparse.json")

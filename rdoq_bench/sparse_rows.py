@@ -50,6 +50,8 @@ def row_settings(method: str, w_bits: int, a_bits: int, args: argparse.Namespace
         out.update(w_bits=w_bits, a_bits=a_bits, calib_scenes=args.calib_scenes)
     if "qdrop" in method:
         out["iters"] = args.iters
+        if args.cache_dtype != "float16":
+            out["cache_dtype"] = args.cache_dtype
     if method.startswith("rdoq"):
         out["rd"] = {**RD_CURVES, "rates": rd_rates(w_bits, args)}
     return out
@@ -158,6 +160,7 @@ def run_row(method: str, w_bits: int, a_bits: int, args: argparse.Namespace) -> 
     from pcdet_ext.sparse_detector import quantize_sparse_detector
     from rdoq_plugins import fuse_conv_bn, load_quant_config
     from rdoq_plugins.footprint import peak_rss_mb
+    from rdoq_plugins.workflow import CacheOptions
 
     toy = _setup()
     ckpt = torch.load(args.work_root / "fp.pth", map_location="cpu", weights_only=True)
@@ -181,7 +184,8 @@ def run_row(method: str, w_bits: int, a_bits: int, args: argparse.Namespace) -> 
         start = time.perf_counter()
         model, report = quantize_sparse_detector(
             copy.deepcopy(fp), fp, calib, toy.run_model, toy.head_outputs, qcfg,
-            work_dir=args.work_root / "shared", data_hash=data_hash, images=lambda b: b["batch_size"], seed=args.seed)
+            work_dir=args.work_root / "shared", data_hash=data_hash, images=lambda b: b["batch_size"], seed=args.seed,
+            cache=CacheOptions(cache_dtype=args.cache_dtype))
         out["time_s"] = round(time.perf_counter() - start, 1)
         out["timings"] = {k: round(v, 2) for k, v in report["timings"].items()}
         out["w_avg_all"] = round(report["bits"]["weight_avg"], 3)

@@ -37,19 +37,58 @@ def atomic_write_text(text: str, path: Path) -> None:
     _atomic(path, lambda tmp: tmp.write_text(text))
 
 
-def load_strict(model: nn.Module, state_dict: dict[str, Any], what: str) -> None:
-    """``load_state_dict`` that fails on any missing, unexpected or reshaped key, naming a few."""
+class StateDictMismatch(KeyError):
+    """A state dict whose keys or shapes do not match the model (e.g. another detector's
+    checkpoint); the message names the first mismatches."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+def _shape(text: str) -> str:
+    """``torch.Size([64, 128, 1, 1])`` -> ``[64, 128, 1, 1]``."""
+    return text.strip().removeprefix("torch.Size(").removesuffix(")").removesuffix(".").removesuffix(")")
+
+
+def _shape_mismatches(message: str) -> list[str]:
+    """``key: [stored shape] given, [model shape] in the model`` for each size-mismatch
+    line of torch's ``load_state_dict`` error."""
+    out = []
+    for line in message.splitlines():
+        line = line.strip()
+        if not line.startswith("size mismatch for "):
+            continue
+        key, _, rest = line.removeprefix("size mismatch for ").partition(": ")
+        if "from checkpoint, the shape in current model is" in rest:
+            stored, _, current = rest.partition("from checkpoint, the shape in current model is")
+            stored = stored.removeprefix("copying a param with shape").strip()
+            out.append(f"{key}: {_shape(stored)} given, {_shape(current)} in the model")
+        else:
+            out.append(f"{key} ({rest})")
+    return out
+
+
+def load_strict(model: nn.Module, state_dict: dict[str, Any], what: str, show: int = 3) -> None:
+    """``load_state_dict`` that fails on any missing, unexpected or reshaped key with a
+    :class:`StateDictMismatch` naming the first ``show`` of each kind."""
     try:
         result = model.load_state_dict(state_dict, strict=False)
     except RuntimeError as err:  # shapes that differ (quantizer state resizes itself first)
-        mismatches = [line.strip() for line in str(err).splitlines() if "size mismatch" in line]
-        if not mismatches:
+        reshaped = _shape_mismatches(str(err))
+        if not reshaped:
             raise
-        raise KeyError(f"{what} does not match the model: {len(mismatches)} keys with other shapes "
-                       f"(e.g. {mismatches[0].removeprefix('size mismatch for ')})") from None
-    if result.missing_keys or result.unexpected_keys:
-        raise KeyError(
-            f"{what} does not match the model: {len(result.missing_keys)} missing keys "
-            f"(e.g. {result.missing_keys[:3]}), {len(result.unexpected_keys)} unexpected keys "
-            f"(e.g. {result.unexpected_keys[:3]})"
-        )
+        own = set(model.state_dict())
+        missing = [k for k in model.state_dict() if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+    else:
+        reshaped, missing, unexpected = [], list(result.missing_keys), list(result.unexpected_keys)
+    if not (reshaped or missing or unexpected):
+        return
+    parts = []
+    if reshaped:
+        parts.append(f"{len(reshaped)} keys with other shapes (e.g. {'; '.join(reshaped[:show])})")
+    if missing or not reshaped:
+        parts.append(f"{len(missing)} missing keys (e.g. {missing[:show]})")
+    if unexpected or not reshaped:
+        parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[:show]})")
+    raise StateDictMismatch(f"{what} does not match the model: {', '.join(parts)}")

@@ -7,7 +7,9 @@ The config's ``quant`` section (or ``--quant-config``) lists the hooks that run 
 is loaded: calibration, QDrop reconstruction. The FP model is evaluated first (skip with
 ``--skip-fp``), then the quantized one. The work dir receives ``report.json`` and the quantized
 checkpoint ``quantized.pth``, which this script evaluates again later without re-calibration.
-A rerun with the same work dir resumes after the last finished reconstruction unit.
+A rerun with the same work dir resumes after the last finished reconstruction unit; two runs on
+one work dir at a time are refused (``DIR/.lock``). Bad input stops before any long work with one
+line, ``error: <message>``, and exit status 2 (``--debug``: the traceback).
 """
 from __future__ import annotations
 
@@ -16,12 +18,13 @@ import time
 from typing import Any
 
 import mmdet_ext  # noqa: F401  (registers the hooks)
-from mmdet_ext.cli import add_run_args, parse_run_args
+from mmdet_ext.cli import add_run_args, parse_run_args, tool_main
 from mmdet_ext.evaluate import evaluate
 from mmdet_ext.outputs import finish_run, print_table
-from mmdet_ext.prepare import prepare
+from mmdet_ext.prepare import Prepared, prepare
 from mmdet_ext.quantize import plan_quantization, run_quantization
 from rdoq_plugins.workflow import init_distributed
+from rdoq_plugins.workflow.work_dir import hold_work_dir
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -33,11 +36,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parse_run_args(parser, argv)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
+def run(args: argparse.Namespace) -> dict[str, Any]:
     init_distributed(args.launcher, args.local_rank)
     start = time.time()
     prep = prepare(args.config, args.checkpoint, args.work_dir, args.quant_config, args.cfg_options)
+    with hold_work_dir(prep.work_dir):
+        return _run_held(prep, args, start)
+
+
+def _run_held(prep: Prepared, args: argparse.Namespace, start: float) -> dict[str, Any]:
+    """The run once the work dir is held: the quantization plan (its checks), FP evaluation,
+    quantization, quantized evaluation, report."""
     planned = None if prep.quantized_checkpoint else plan_quantization(prep)  # checks before the FP evaluation
     timings: dict[str, float] = {"prepare": time.time() - start}
     fp: dict[str, float] = {}
@@ -54,6 +63,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if prep.rank == 0:
         print_table(report)
     return report
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    return tool_main(run, parse_args(argv))
 
 
 if __name__ == "__main__":

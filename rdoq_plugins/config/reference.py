@@ -32,7 +32,14 @@ import yaml
 import rdoq_plugins.alloc  # noqa: F401  (fills the allocator registry)
 from rdoq_plugins.config.errors import ConfigError
 from rdoq_plugins.config.rdoq import RDOQConfig
-from rdoq_plugins.config.reference_text import DEFAULTS_NOTE, DESCRIPTIONS, INTROS, PREAMBLE
+from rdoq_plugins.config.reference_text import (
+    DEFAULTS_NOTE,
+    DESCRIPTIONS,
+    INTROS,
+    MERGING,
+    MERGING_TITLE,
+    PREAMBLE,
+)
 from rdoq_plugins.config.schema import (
     EarlyStopConfig,
     LayerQConfig,
@@ -259,6 +266,7 @@ def config_reference() -> str:
     ]
     for section in all_sections:
         out += ["", f"## {section.title}", "", section.intro, "", *_table(section, links)]
+    out += ["", f"## {MERGING_TITLE}", "", *MERGING]
     return "\n".join(out) + "\n"
 
 

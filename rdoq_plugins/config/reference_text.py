@@ -87,8 +87,36 @@ INTROS: dict[str, str] = {
     "RDOQConfig": "Off (`null`) by default; a mapping, even `{}`, turns RDOQ on with the defaults below.",
     "LayerQConfig": "`overrides` maps a module name (exact) or `re:` + a regular expression (full match) to "
                     "`null`, which keeps the whole layer FP, or to a mapping of the keys below. An exact "
-                    "name wins over patterns; among patterns the first match wins.",
+                    "name wins over patterns; among patterns the first match wins. When the model is "
+                    "quantized (before calibration and before the FP evaluation), a name that is no "
+                    "quantizable layer of the model, or a pattern that fully matches none, raises "
+                    "`ConfigError` naming the key, its value and the closest layer names.",
 }
+
+# The last section: a file laid over a framework config's section, and QDrop's own file layout
+# (:mod:`rdoq_plugins.config.load`).
+MERGING_TITLE = "A file over a section"
+MERGING: tuple[str, ...] = (
+    "A `--quant-config` / `--quant_cfg` file is merged into the framework config's quant section:",
+    "",
+    "- a mapping in the file is merged into the section's mapping of the same key, key by key, at any",
+    "  depth; any other value (number, string, list) replaces the section's;",
+    "- `overrides` merge by layer name: the file's entry for a name replaces the section's entry for",
+    "  that name whole, the section's other entries are kept (the shipped configs' 8-bit",
+    "  `backbone.conv1` stays); the file's entries come first, so its patterns are tried first;",
+    "- `null` at the top level is the value, read as the schema reads it: `recon: null` turns",
+    "  reconstruction off, `rdoq: null` turns RDOQ off, `overrides: null` drops every override of the",
+    "  section;",
+    "- `null` inside a mapping deletes the section's key, so its default applies (e.g.",
+    "  `recon: {early_stop: null}`, `calib: {seed: null}`); inside an `overrides` entry it keeps its",
+    "  meaning, an FP layer (or FP weights, or an FP input). `{}` gives a layer the section's settings.",
+    "",
+    "A file may also be in the layout of QDrop's ImageNet configs (`exp/w2a4/*/config.yaml`): the",
+    "section under a top-level `quant:` key, beside `model`, `data` and `process`. The `quant` mapping",
+    "is read as the section; one warning names the other top-level keys and why they are ignored (the",
+    "framework config gives the model and the data, the checkpoint the weights; the calibration seed",
+    "is `calib.seed`). A quant section key beside `quant:` is an error, as it would be ignored.",
+)
 
 # The page's opening paragraphs, between the generated-file notice and the defaults block.
 PREAMBLE: tuple[str, ...] = (

@@ -44,6 +44,9 @@ from rdoq_plugins.registry import OBSERVERS, QUANTIZERS
 # exclude and bias_lr out at their defaults). A stored config of any version reads back.
 CONFIG_VERSION = 2
 
+# The keys of the quant section itself; adapters add keys of their own (``extra_keys``).
+CORE_KEYS = ("w_qconfig", "a_qconfig", "calibrate", "recon", "overrides", "rdoq", "version")
+
 
 @dataclass(frozen=True)
 class QuantizerConfig:
@@ -205,8 +208,7 @@ class QuantConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], extra_keys: Collection[str] = ()) -> QuantConfig:
         """Validates ``data``; keys in ``extra_keys`` (adapter-specific) are kept in ``extra``."""
-        core = ["w_qconfig", "a_qconfig", "calibrate", "recon", "overrides", "rdoq", "version"]
-        check_keys(data, [*core, *extra_keys], "")
+        check_keys(data, [*CORE_KEYS, *extra_keys], "")
         version = get_int(data, "version", CONFIG_VERSION, "", 1, CONFIG_VERSION)
         w = QuantizerConfig.from_dict(data.get("w_qconfig") or {}, "w_qconfig", DEFAULT_W, weight=True)
         a = QuantizerConfig.from_dict(data.get("a_qconfig") or {}, "a_qconfig", DEFAULT_A, weight=False)

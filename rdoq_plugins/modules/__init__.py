@@ -17,7 +17,13 @@ from rdoq_plugins.modules.quant_layer import (
     QuantLayer,
     QuantLinear,
 )
-from rdoq_plugins.modules.quantize_model import ActPosition, build_quantizer, quantize_model
+from rdoq_plugins.modules.quantize_model import (
+    ActPosition,
+    build_quantizer,
+    check_overrides,
+    quantizable_layers,
+    quantize_model,
+)
 from rdoq_plugins.modules.switch import quantizers, set_observer_state, set_quant_state
 
 __all__ = [
@@ -32,11 +38,13 @@ __all__ = [
     "QuantLinear",
     "at_levels",
     "build_quantizer",
+    "check_overrides",
     "cursor_levels",
     "fold_bn",
     "fuse_conv_bn",
     "level_cursors",
     "quant_layer_for",
+    "quantizable_layers",
     "quantize_model",
     "quantizers",
     "register_quant_layer",

@@ -2,16 +2,22 @@
 
 Like torchao's ``quantize_(model, config, filter_fn)``: one in-place entry point. Each layer gets
 the config's ``w_qconfig`` / ``a_qconfig`` unless an override names it (exact module name, or
-``re:`` regex); an override of None leaves the layer FP.
+``re:`` regex); an override of None leaves the layer FP. An override that names or matches no layer
+the model has is an error (:func:`check_overrides`), raised before any layer is swapped.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import difflib
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from enum import Enum
+from typing import Any
 
 from torch import nn
 
-from rdoq_plugins.config.schema import QuantConfig, QuantizerConfig
+from rdoq_plugins.config.errors import ConfigError
+from rdoq_plugins.config.schema import LayerQConfig, QuantConfig, QuantizerConfig
 from rdoq_plugins.modules.layer_map import quant_layer_for
 from rdoq_plugins.modules.quant_layer import QuantLayer
 from rdoq_plugins.quant.fake_quantize import FakeQuantize
@@ -55,11 +61,68 @@ def set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, child, new)
 
 
+def quantizable_layers(model: nn.Module) -> list[str]:
+    """The names of the layers of ``model`` that :func:`quantize_model` can wrap (a registered
+    layer type, not the model itself), in registration order."""
+    return [name for name, module in model.named_modules() if name and quant_layer_for(module) is not None]
+
+
+def _override_text(value: LayerQConfig | None, config: QuantConfig) -> Any:
+    """An override as the config wrote it: None, or the parts it sets (the keys that differ from
+    the top-level ``w_qconfig`` / ``a_qconfig``, None for an FP part)."""
+    if value is None:
+        return None
+    out: dict[str, Any] = {}
+    for part, base in (("w_qconfig", config.w_qconfig), ("a_qconfig", config.a_qconfig)):
+        q = getattr(value, part)
+        if q is None:
+            out[part] = None
+        elif q != base:
+            out[part] = {k: v for k, v in asdict(q).items() if v != getattr(base, k)}
+    return out
+
+
+def _closest(key: str, names: Sequence[str]) -> str:
+    """The layer names an override most likely meant, for its error message."""
+    if key.startswith("re:"):
+        try:
+            inside = [n for n in names if re.search(key[3:], n)]
+        except re.error:
+            inside = []
+        if inside:
+            more = f", ... ({len(inside)} in all)" if len(inside) > 3 else ""
+            return f"the pattern must match whole names; it matches inside {', '.join(inside[:3])}{more}"
+    close = difflib.get_close_matches(key.removeprefix("re:"), list(names), n=3, cutoff=0.6)
+    if close:
+        return "closest layers: " + ", ".join(close)
+    more = f", ... ({len(names)} in all)" if len(names) > 3 else ""
+    return "the model's layers: " + (", ".join(names[:3]) + more if names else "none")
+
+
+def check_overrides(config: QuantConfig, names: Sequence[str]) -> None:
+    """Raises :class:`ConfigError` on the first override of ``config`` whose exact name is not in
+    ``names`` or whose ``re:`` pattern fully matches none of them; ``names``: the model's
+    quantizable layers (:func:`quantizable_layers`). Such an override would change nothing, so the
+    model quantized would not be the one the config asks for."""
+    known = set(names)
+    for key, value in config.overrides:
+        if key.startswith("re:"):
+            pattern = re.compile(key[3:])
+            hit = any(pattern.fullmatch(n) for n in names)
+        else:
+            hit = key in known
+        if not hit:
+            kind = "matches" if key.startswith("re:") else "names"
+            raise ConfigError(f"overrides.{key}", f"{kind} no quantizable layer of the model "
+                              f"({_closest(key, names)})", _override_text(value, config))
+
+
 def quantize_model(
     model: nn.Module,
     config: QuantConfig,
     act_position: ActPosition = ActPosition.INPUT,
     include: Callable[[str, nn.Module], bool] | None = None,
+    check: bool = True,
 ) -> dict[str, QuantLayer]:
     """Replaces every registered layer type in ``model`` (in place) by its quantized wrapper.
 
@@ -68,10 +131,15 @@ def quantize_model(
         config: the validated quant config.
         act_position: whether each layer quantizes its input, its output, or no activation.
         include: ``(name, module) -> bool``; layers it rejects stay FP.
+        check: first check that every override names or matches a quantizable layer of the model
+            (:func:`check_overrides`; layers ``include`` rejects count); off to rebuild a saved
+            quantized model from its stored config, whatever overrides that config carries.
 
     Returns:
         The wrapped layers by module name. Quantizers start disabled: calibrate, then switch on.
     """
+    if check:
+        check_overrides(config, quantizable_layers(model))
     wrapped: dict[str, QuantLayer] = {}
     for name, module in list(model.named_modules()):
         wrapper = quant_layer_for(module)

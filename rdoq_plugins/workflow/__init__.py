@@ -9,6 +9,7 @@ from rdoq_plugins.workflow.checkpoint import (
     FORMAT,
     SPARSE_FORMAT,
     CheckpointError,
+    check_finite,
     checkpoint_identity,
     is_quantized,
     load_quantized,
@@ -32,6 +33,7 @@ from rdoq_plugins.workflow.steps import (
     run_step,
     run_steps,
 )
+from rdoq_plugins.workflow.work_dir import WorkDirError, WorkDirLock, check_writable, hold_work_dir
 
 __all__ = [
     "ALLOC_DIR",
@@ -51,13 +53,17 @@ __all__ = [
     "Step",
     "TorchDistributed",
     "UnitResult",
+    "WorkDirError",
+    "WorkDirLock",
     "allocate_all",
     "allocate_step",
     "barrier",
     "build_report",
     "calibrate_step",
+    "check_finite",
     "check_order",
     "check_steps",
+    "check_writable",
     "checkpoint_identity",
     "content_hash",
     "current",
@@ -66,6 +72,7 @@ __all__ = [
     "curves_step",
     "default_steps",
     "format_table",
+    "hold_work_dir",
     "init_distributed",
     "is_quantized",
     "load_quantized",

@@ -1,5 +1,6 @@
 """Fixtures for the mmdet adapter: a small generated digits set, configs on it, a checkpoint; and
-helpers: a bench detector built from its config, the image tensor of a collated batch."""
+helpers: a bench detector built from its config, the image tensor of a collated batch, a tool run
+that must stop on an input error."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -11,6 +12,7 @@ import torch
 
 from rdoq_bench.digits_coco import DigitsCocoSpec, generate_digits_coco
 from rdoq_plugins import fuse_conv_bn
+from tests.conftest import stops_on_input_error
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "configs" / "bench"
@@ -95,3 +97,11 @@ def batch_images(batch: object) -> torch.Tensor:
     dc = img[0] if isinstance(img, list) else img
     assert isinstance(dc, DataContainer)
     return dc.data[0]
+
+
+def tool_fails(tool: Callable[[list[str]], Any], argv: list[str], err: type[BaseException], match: str,
+               work: Path | None = None) -> str:
+    """:func:`tests.conftest.stops_on_input_error` with this framework's evaluation never called."""
+    import tools.test
+
+    return stops_on_input_error(tool, argv, err, match, (tools.test, "evaluate"), work)

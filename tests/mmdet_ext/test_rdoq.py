@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from rdoq_plugins.config import ConfigError
+from tests.mmdet_ext.conftest import tool_fails
 from tools.dp_alloc import main as dp_alloc
 from tools.gen_rd_curves import main as gen_rd_curves
 from tools.test import main as run_test_tool
@@ -81,9 +82,8 @@ def test_bit_alloc_without_curves_is_a_config_error(make_config: Callable[..., P
                                                     random_checkpoint: Callable[[str], Path], tmp_path: Path) -> None:
     config = make_config(quant=_quant(3, hooks="[dict(type='QuantCalibHook'), dict(type='BitAllocHook')]"),
                          name="no_curves")
-    with pytest.raises(ConfigError, match="RDCurvesHook"):
-        _run(config, random_checkpoint("faster_rcnn_r50_narrow_digits.py"), tmp_path / "w")
-    assert not (tmp_path / "w").exists()
+    argv = [str(config), str(random_checkpoint("faster_rcnn_r50_narrow_digits.py")), "--work-dir", str(tmp_path / "w")]
+    tool_fails(run_test_tool, argv, ConfigError, "RDCurvesHook", tmp_path / "w")
 
 
 def test_both_allocates_weights_and_activations_around_per_level_heads(

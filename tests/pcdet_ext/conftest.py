@@ -1,14 +1,15 @@
 """pcdet_ext tests: spconv's CPU patches on, and torch on one thread (the shared cores make
 multi-threaded spconv slow and erratic). Shared by the adapter's tests: the repository paths, the
 VoxelNeXt-shaped toy with BN statistics, OpenPCDet-format checkpoints, and the stand-in OpenPCDet
-checkout (:mod:`tests.pcdet_ext.fake_openpcdet`) with quant configs and tool arguments for it."""
+checkout (:mod:`tests.pcdet_ext.fake_openpcdet`) with quant configs and tool arguments for it, and
+a tool run that must stop on an input error."""
 from __future__ import annotations
 
 import importlib.util
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -19,6 +20,7 @@ import torch
 pcdet_ext = pytest.importorskip("pcdet_ext", reason="pcdet_ext needs spconv")
 
 from rdoq_bench import voxelnext_toy as toy
+from tests.conftest import stops_on_input_error
 from tests.pcdet_ext.fake_openpcdet import write_fake_openpcdet
 
 REPO = Path(__file__).resolve().parents[2]
@@ -115,3 +117,11 @@ def tool_argv(env: dict[str, Any], work: Path, quant: str | None, *extra: str, c
     if quant is not None:
         argv += ["--quant_cfg", str(env["root"] / f"{quant}.yaml")]
     return [*argv, *extra]
+
+
+def tool_fails(tool: Callable[[list[str]], Any], argv: list[str], err: type[BaseException], match: str,
+               work: Path | None = None) -> str:
+    """:func:`tests.conftest.stops_on_input_error` with this framework's evaluation never called."""
+    import pcdet_ext.evaluate
+
+    return stops_on_input_error(tool, argv, err, match, (pcdet_ext.evaluate, "evaluate"), work)

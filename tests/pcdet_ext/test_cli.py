@@ -10,7 +10,7 @@ pytest.importorskip("spconv.pytorch", reason="spconv is not installed")
 
 from pcdet_ext.cli import parse_pcdet_args, tool_parser
 from pcdet_ext.config import EXTRA_KEYS
-from rdoq_plugins import load_quant_config
+from rdoq_plugins import ConfigError, load_quant_config
 from rdoq_plugins.cli_flags import rdoq_from_flags
 from tests.pcdet_ext.conftest import PCDET_CONFIGS
 from tools.pcdet import dp_alloc as dp_alloc_tool
@@ -56,7 +56,7 @@ def test_rdoq_tools_share_the_rdoq_flags() -> None:
     cfg = rdoq_from_flags(load_quant_config(PCDET_CONFIGS[-1], extra_keys=EXTRA_KEYS).rdoq, args)
     assert args.no_measure and cfg.solver == "lagrangian" and cfg.target_rates == (2.0, 4.0) and cfg.apply_rate == 2.0
     assert cfg.min_bits == 1 and cfg.weight_group == 8  # the rest from the config
-    with pytest.raises(SystemExit, match="rdoq.min_bits"):
+    with pytest.raises(ConfigError, match="rdoq.min_bits"):
         rdoq_from_flags(None, dp_alloc_tool.parse_args([*base, "--min_bits", "99"]))
     for tool in (recon_tool, curves_tool, dp_alloc_tool):  # the single-step tools need a work dir, as on mmdet's side
         with pytest.raises(SystemExit):

@@ -1,6 +1,7 @@
 """The quant section of an OpenPCDet config (``pcdet_ext.config``), and the shipped ``configs/pcdet/``."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,30 @@ def test_pcdet_config_validates(path: Path) -> None:
         assert rd.target_rates == (2.0, 4.0, 6.0, 8.0)
     else:
         assert qcfg.w_qconfig.bit == 4 and qcfg.a_qconfig.bit == int(path.stem[-1])
+
+
+def test_the_file_is_merged_into_the_quant_section(tmp_path: Path) -> None:
+    first = {"backbone_3d.conv_input.0": {"w_qconfig": {"bit": 8}, "a_qconfig": None}}
+    cfg = {"QUANT": {"w_qconfig": {"bit": 4, "ch_axis": 0}, "calib": {"split": "test", "seed": 3},
+                     "overrides": first}}
+    (tmp_path / "q.yaml").write_text("w_qconfig: {bit: 2}\ncalib: {seed: null}\n"
+                                     "overrides: {'re:dense_head\\..*': null}\n")
+    qcfg, calib = parse_quant(quant_section(cfg, tmp_path / "q.yaml"))
+    assert (qcfg.w_qconfig.bit, qcfg.w_qconfig.ch_axis) == (2, 0)
+    assert calib == {"split": "test", "batch_size": 2, "seed": 1005, "augment": False}  # null: the default
+    assert [k for k, _ in qcfg.overrides] == ["re:dense_head\\..*", "backbone_3d.conv_input.0"]  # both kept
+
+
+def test_qdrops_own_config_file_as_quant_cfg(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "config.yaml").write_text(
+        "quant:\n  w_qconfig: {bit: 2}\n  calibrate: 4\n  recon: {batch_size: 32}\n"
+        "model: {type: resnet18}\ndata: {path: /ImageNet}\nprocess: {seed: 1005}\n")
+    with caplog.at_level(logging.WARNING, logger="rdoq_plugins"):
+        qcfg, _ = parse_quant(quant_section({"QUANT": {"calibrate": 64}}, tmp_path / "config.yaml"))
+    assert (qcfg.w_qconfig.bit, qcfg.calibrate) == (2, 4) and qcfg.recon is not None
+    [line] = [r.getMessage() for r in caplog.records]
+    assert line.startswith("--quant_cfg ") and "ignoring the other top-level keys: model (" in line
+    assert "; data (" in line and "; process (" in line
+    (tmp_path / "beside.yaml").write_text("quant: {calibrate: 4}\ncalib: {seed: 1}\n")
+    with pytest.raises(ConfigError, match="calib: beside the top-level 'quant' mapping"):
+        quant_section({}, tmp_path / "beside.yaml")

@@ -2,6 +2,7 @@
 reads it, and every bad input of a tool on the stand-in OpenPCDet checkout, with nothing written."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from pcdet_ext.sparse_detector import save_quantized
 from rdoq_plugins import ConfigError, fuse_conv_bn, load_quant_config
 from rdoq_plugins.workflow.checkpoint import is_quantized, read_checkpoint
 from rdoq_plugins.workflow.checkpoint import state_dict_of as fp_state_dict
-from tests.pcdet_ext.conftest import tool_argv, toy_with_bn_stats
+from tests.pcdet_ext.conftest import tool_argv, tool_fails, toy_with_bn_stats
 from tools.pcdet import test as test_tool
 
 
@@ -57,22 +58,47 @@ def test_bad_inputs_fail_before_any_work_and_write_nothing(fake_openpcdet: dict[
         (["--set", "MODEL.NARROW", "yes"], ValueError, "--set"),
         (["--quant_cfg", str(env["root"] / "qdrop.yaml"), "--set", "MODEL.BLOCKS", "2"], KeyError, "does not match"),
     ]
-    for extra, error, match in cases:
+    for extra, error, match in cases:  # input errors: one line and exit status 2; --debug: raised
+        if issubclass(error, (ConfigError, KeyError)):
+            tool_fails(test_tool.main, tool_argv(env, work, None, *extra), error, match, work)
         with pytest.raises(error, match=match):
-            test_tool.main(tool_argv(env, work, None, *extra))
-    with pytest.raises(KeyError, match="shared_conv"):
-        test_tool.main(tool_argv(env, work, "qdrop", ckpt=tmp_path / "renamed.pth"))
-    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
-        test_tool.main(tool_argv(env, work, "qdrop", ckpt=tmp_path / "nope.pth"))
-    with pytest.raises(FileNotFoundError, match="--cfg_file"):
-        test_tool.main(["--cfg_file", "cfgs/nope.yaml", "--ckpt", str(env["ckpt"]), "--work_dir", str(work)])
+            test_tool.main(tool_argv(env, work, None, "--debug", *extra))
+    tool_fails(test_tool.main, tool_argv(env, work, "qdrop", ckpt=tmp_path / "renamed.pth"), KeyError, "shared_conv")
+    tool_fails(test_tool.main, tool_argv(env, work, "qdrop", ckpt=tmp_path / "nope.pth"), FileNotFoundError,
+               "checkpoint not found")
+    tool_fails(test_tool.main, ["--cfg_file", "cfgs/nope.yaml", "--ckpt", str(env["ckpt"]), "--work_dir", str(work)],
+               FileNotFoundError, "--cfg_file")
     (tmp_path / "many.yaml").write_text("calibrate: 7\n")  # the train split has 6 frames
-    with pytest.raises(ConfigError, match="more calibration frames"):
-        test_tool.main(tool_argv(env, work, None, "--quant_cfg", str(tmp_path / "many.yaml")))
+    tool_fails(test_tool.main, tool_argv(env, work, None, "--quant_cfg", str(tmp_path / "many.yaml")), ConfigError,
+               "more calibration frames")
     # A QUANT section in the OpenPCDet config, changed by --set.
     with_quant = env["root"] / "tools" / "cfgs" / "toy_models" / "voxelnext_toy_quant.yaml"
     with_quant.write_text((env["root"] / "tools" / env["cfg"]).read_text() + "QUANT: {calibrate: 2, recon: null}\n")
-    with pytest.raises(ConfigError, match="more calibration frames"):
-        test_tool.main(["--cfg_file", "cfgs/toy_models/voxelnext_toy_quant.yaml", "--ckpt", str(env["ckpt"]),
-                        "--work_dir", str(work), "--set", "QUANT.calibrate", "9"])
+    tool_fails(test_tool.main, ["--cfg_file", "cfgs/toy_models/voxelnext_toy_quant.yaml", "--ckpt", str(env["ckpt"]),
+                                "--work_dir", str(work), "--set", "QUANT.calibrate", "9"], ConfigError,
+               "more calibration frames")
+    assert not work.exists()
+
+
+def test_an_override_that_names_no_layer_stops_before_the_fp_evaluation(
+        fake_openpcdet: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import pcdet_ext.evaluate
+
+    monkeypatch.setattr(pcdet_ext.evaluate, "evaluate", lambda *a, **k: pytest.fail("evaluated first"))
+    work = tmp_path / "work"
+    (tmp_path / "typo.yaml").write_text("calibrate: 2\nrecon: null\n"
+                                        "overrides: {backbone_3d.conv_inputs.0: {w_qconfig: {bit: 8}}}\n")
+    try:  # raised, or printed as one line `error: <message>` with exit status 2
+        test_tool.main(tool_argv(fake_openpcdet, work, None, "--quant_cfg", str(tmp_path / "typo.yaml")))
+    except ConfigError as err:
+        message = str(err)
+    except SystemExit as exit_:
+        assert exit_.code == 2
+        message = capsys.readouterr().err.strip().splitlines()[-1].removeprefix("error: ")
+    else:
+        raise AssertionError("the run did not stop")
+    assert re.fullmatch(r"quant config: overrides\.backbone_3d\.conv_inputs\.0: names no quantizable layer "
+                        r"of the model \(closest layers: backbone_3d\.conv_input\.0.*\); "
+                        r"got \{'w_qconfig': \{'bit': 8\}\}", message), message
     assert not work.exists()

@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("spconv.pytorch", reason="spconv is not installed")
 
-from tests.pcdet_ext.conftest import tool_argv
+from tests.pcdet_ext.conftest import tool_argv, tool_fails
 from tools.pcdet import dp_alloc as dp_alloc_tool
 from tools.pcdet import gen_rd_curves as curves_tool
 from tools.pcdet import recon as recon_tool
@@ -66,8 +66,8 @@ def test_rdoq_tools_share_curves_with_the_test_tool(fake_openpcdet: dict[str, An
     assert report["method"] == "rdoq" and report["fp"] == {} and report["quant"]
     assert report["rdoq"]["curves"]["computed"] == 0 and report["rdoq"]["curves"]["dir"] == info["dir"]
     assert report["rdoq"]["applied"]["avg_bits"] <= 4.0 + 1e-9
-    with pytest.raises(FileNotFoundError, match="RD curves are missing"):
-        dp_alloc_tool.main(tool_argv(fake_openpcdet, tmp_path / "fresh", "rdoq", "--no-measure"))
+    tool_fails(dp_alloc_tool.main, tool_argv(fake_openpcdet, tmp_path / "fresh", "rdoq", "--no-measure"),
+               FileNotFoundError, "RD curves are missing", tmp_path / "fresh")
 
 
 def test_recon_tool_writes_a_checkpoint_only(fake_openpcdet: dict[str, Any], tmp_path: Path) -> None:

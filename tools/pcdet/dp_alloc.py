@@ -45,17 +45,19 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
     from pcdet_ext.prepare import prepare
     from pcdet_ext.quantize import allocate
     from rdoq_plugins.workflow import barrier
+    from rdoq_plugins.workflow.work_dir import hold_work_dir
 
     prep = prepare(args, need_test=False, need_eval=False, need_calib=not args.no_measure, rdoq_flags=True)
     summary = None
-    if prep.rank == 0:
-        cfg = prep.qcfg.rdoq
-        assert cfg is not None
-        if args.no_measure:
-            cfg = replace(cfg, additivity=False)
-        summary = allocate(prep, cfg)
-        print_summary(summary)
-    barrier()
+    with hold_work_dir(prep.work_dir):
+        if prep.rank == 0:
+            cfg = prep.qcfg.rdoq
+            assert cfg is not None
+            if args.no_measure:
+                cfg = replace(cfg, additivity=False)
+            summary = allocate(prep, cfg)
+            print_summary(summary)
+        barrier()
     return summary
 
 

@@ -34,14 +34,16 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
     from pcdet_ext.prepare import prepare
     from pcdet_ext.quantize import generate_curves
     from rdoq_plugins.workflow import barrier
+    from rdoq_plugins.workflow.work_dir import hold_work_dir
 
     prep = prepare(args, need_test=False, need_eval=False, rdoq_flags=True)
     info = None
-    if prep.rank == 0:
-        assert prep.qcfg.rdoq is not None
-        info = generate_curves(prep, prep.qcfg.rdoq)
-        print(json.dumps(info, indent=2))
-    barrier()
+    with hold_work_dir(prep.work_dir):
+        if prep.rank == 0:
+            assert prep.qcfg.rdoq is not None
+            info = generate_curves(prep, prep.qcfg.rdoq)
+            print(json.dumps(info, indent=2))
+        barrier()
     return info
 
 

@@ -33,17 +33,19 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
     from pcdet_ext.prepare import prepare
     from pcdet_ext.quantize import quantize, save_checkpoint
     from rdoq_plugins.workflow import barrier
+    from rdoq_plugins.workflow.work_dir import hold_work_dir
 
     prep = prepare(args, need_test=False, need_eval=False)
     report = None
-    if prep.rank == 0:  # one process quantizes; the others have nothing to do
-        model, run_report = quantize(prep)
-        path = prep.work_dir / "quantized.pth"
-        save_checkpoint(prep, model, path)
-        report = build_report(prep, model, {}, {}, run_report)
-        write_report(prep, report)
-        print(f"quantized checkpoint: {path}")
-    barrier()
+    with hold_work_dir(prep.work_dir):
+        if prep.rank == 0:  # one process quantizes; the others have nothing to do
+            model, run_report = quantize(prep)
+            path = prep.work_dir / "quantized.pth"
+            save_checkpoint(prep, model, path)
+            report = build_report(prep, model, {}, {}, run_report)
+            write_report(prep, report)
+            print(f"quantized checkpoint: {path}")
+        barrier()
     return report
 
 

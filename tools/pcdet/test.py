@@ -43,19 +43,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from pcdet_ext.outputs import build_report, print_table, write_report
     from pcdet_ext.prepare import prepare
     from pcdet_ext.quantize import quantize_on_rank0
+    from rdoq_plugins.workflow.work_dir import hold_work_dir
 
     prep = prepare(args)
-    fp: dict[str, float] = {}
-    if not args.skip_fp and not prep.quantized_checkpoint:
-        fp = evaluate(prep, prep.model, "fp")
-    run_report = None
-    if prep.quantized_checkpoint:
-        model = prep.model
-    else:
-        model, run_report = quantize_on_rank0(prep)
-    quant = evaluate(prep, model, "quant")
-    report = build_report(prep, model, fp, quant, run_report)
-    write_report(prep, report)
+    with hold_work_dir(prep.work_dir):  # the work dir is this run's from here on
+        fp: dict[str, float] = {}
+        if not args.skip_fp and not prep.quantized_checkpoint:
+            fp = evaluate(prep, prep.model, "fp")
+        run_report = None
+        if prep.quantized_checkpoint:
+            model = prep.model
+        else:
+            model, run_report = quantize_on_rank0(prep)
+        quant = evaluate(prep, model, "quant")
+        report = build_report(prep, model, fp, quant, run_report)
+        write_report(prep, report)
     if prep.rank == 0:
         print_table(report)
     return report

@@ -1,12 +1,14 @@
-"""Config-driven placement: which layers get which quantizers, where the activation quantizer sits."""
+"""Config-driven placement: which layers get which quantizers, where the activation quantizer sits, and
+overrides that name no layer of the model."""
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
-from rdoq_plugins import ActPosition, QuantLayer, load_quant_config, quantize_model
+from rdoq_plugins import ActPosition, ConfigError, QuantLayer, load_quant_config, quantize_model
 from rdoq_plugins.granularity import PerChannel, PerTensor
-from rdoq_plugins.modules import build_quantizer
+from rdoq_plugins.modules import build_quantizer, check_overrides, quantizable_layers
 from rdoq_plugins.quant import LSQFakeQuantize
 
 MINMAX = {
@@ -57,3 +59,59 @@ def test_build_quantizer_follows_the_entry() -> None:
     assert type(q.observer).__name__ == "MSEObserver"
     a = build_quantizer(load_quant_config(MINMAX).a_qconfig, 6, is_weight=False)
     assert a.granularity == PerTensor() and a.bits.tolist() == [4] and not a.is_weight
+
+
+class _Named(nn.Module):
+    """Named layers, as a detector's: ``backbone.conv1``, ``backbone.layer1.conv1``, ``head.fc_cls``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = nn.Module()
+        self.backbone.conv1 = nn.Conv2d(3, 4, 1)
+        self.backbone.layer1 = nn.Module()
+        self.backbone.layer1.conv1 = nn.Conv2d(4, 4, 1)
+        self.head = nn.Module()
+        self.head.fc_cls = nn.Linear(4, 2)
+
+
+def _rejects(overrides: dict, match: str) -> ConfigError:
+    model = _Named()
+    with pytest.raises(ConfigError, match=match) as err:
+        quantize_model(model, load_quant_config({**MINMAX, "overrides": overrides}))
+    assert not any(isinstance(m, QuantLayer) for m in model.modules())  # raised before any layer is swapped
+    return err.value
+
+
+def test_an_override_that_names_no_layer_is_an_error_naming_key_value_and_closest_layers() -> None:
+    err = _rejects({"backbone.conv1": {"w_qconfig": {"bit": 8}}, "backbone.conv_1": {"w_qconfig": {"bit": 8},
+                                                                                     "a_qconfig": None}},
+                   "names no quantizable layer")
+    assert err.key == "overrides.backbone.conv_1"
+    assert str(err) == ("quant config: overrides.backbone.conv_1: names no quantizable layer of the model "
+                        "(closest layers: backbone.conv1, backbone.layer1.conv1); "
+                        "got {'w_qconfig': {'bit': 8}, 'a_qconfig': None}")
+    # A module that is no quantizable layer (a container) names none either; null is the value shown.
+    assert "got None" in str(_rejects({"backbone.layer1": None}, "overrides.backbone.layer1: names no"))
+
+
+def test_a_pattern_that_fully_matches_no_layer_is_an_error() -> None:
+    err = _rejects({"re:fc_cls": None}, r"overrides.re:fc_cls: matches no quantizable layer")
+    assert "the pattern must match whole names; it matches inside head.fc_cls" in str(err)
+    err = _rejects({"re:neck\\..*": {"w_qconfig": {"observer": "MSEObserver"}}},
+                   "matches no quantizable layer")
+    assert "the model's layers: backbone.conv1, backbone.layer1.conv1, head.fc_cls" in str(err)
+    assert "got {'w_qconfig': {'observer': 'MSEObserver'}}" in str(err)
+
+
+def test_overrides_that_match_pass_and_the_check_can_be_skipped() -> None:
+    names = quantizable_layers(_Named())
+    assert names == ["backbone.conv1", "backbone.layer1.conv1", "head.fc_cls"]
+    cfg = load_quant_config({**MINMAX, "overrides": {"backbone.conv1": None, "re:.*\\.conv1": {}}})
+    check_overrides(cfg, names)
+    # An override of a layer that ``include`` leaves FP still names a layer of the model.
+    head_off = quantize_model(_Named(), load_quant_config({**MINMAX, "overrides": {"head.fc_cls": None}}),
+                              include=lambda name, _: not name.startswith("head."))
+    assert list(head_off) == ["backbone.conv1", "backbone.layer1.conv1"]
+    # A stored config is rebuilt whatever its overrides (check=False).
+    stale = load_quant_config({**MINMAX, "overrides": {"re:bbox_head\\..*": None}})
+    assert len(quantize_model(_Named(), stale, check=False)) == 3

@@ -14,6 +14,7 @@ from rdoq_plugins.workflow.checkpoint import (
     FORMAT,
     SPARSE_FORMAT,
     CheckpointError,
+    check_finite,
     is_quantized,
     load_quantized,
     quantized_format,
@@ -49,6 +50,32 @@ def test_reading_errors_name_the_file(tmp_path: Path) -> None:
     torch.save([1, 2], tmp_path / "list.pth")
     with pytest.raises(CheckpointError, match="not a checkpoint dict"):
         read_checkpoint(tmp_path / "list.pth")
+
+
+def test_corrupt_files_are_named_without_torchs_advice_to_unpickle_fully(tmp_path: Path) -> None:
+    good = tmp_path / "good.pth"
+    torch.save({"state_dict": nn.Linear(64, 64).state_dict()}, good)
+    data = good.read_bytes()
+    cases = {"random.pth": bytes(range(256)) * 64, "pickle_like.pth": b"\x80\x02" + bytes(range(255, 0, -1)) * 8,
+             "half.pth": data[: len(data) // 2], "almost.pth": data[:-20], "empty.pth": b""}
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(CheckpointError) as err:
+            read_checkpoint(tmp_path / name, trust_hint="pass --trust to load it")
+        message = str(err.value)
+        assert message.startswith(f"{tmp_path / name}: cannot be read as a torch checkpoint: "), message
+        assert "weights_only" not in message and "--trust" not in message and "\n" not in message, message
+
+
+def test_non_finite_weights_are_named(tmp_path: Path) -> None:
+    state = {"a.weight": torch.ones(3), "b.weight": torch.tensor([1.0, float("nan"), float("inf")]),
+             "b.num_batches_tracked": torch.tensor(3), "c.bias": torch.full((2,), float("-inf")),
+             "d.bias": torch.tensor([float("nan")]), "e.bias": torch.tensor([float("nan")])}
+    check_finite({k: v for k, v in state.items() if k.startswith(("a.", "b.num"))}, tmp_path / "x.pth")
+    with pytest.raises(CheckpointError, match=r"^\S*x\.pth: 4 tensors hold non-finite values: b\.weight \(1 NaN, 1 "
+                                              r"inf of 3\), c\.bias \(0 NaN, 2 inf of 2\), d\.bias \(1 NaN, 0 inf "
+                                              r"of 1\) and 1 more$"):
+        check_finite(state, tmp_path / "x.pth")
 
 
 def test_weights_are_found_where_frameworks_keep_them(tmp_path: Path) -> None:
