@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from mmcv.runner import HOOKS, Hook
 
-from rdoq_plugins.workflow import CacheOptions, Session, Step, plan_reconstruction, run_step
+from rdoq_plugins.workflow import CacheOptions, Session, Step, run_step
 
 
 class QuantHook(Hook):
@@ -27,7 +27,8 @@ class QuantHook(Hook):
     step: Step | None = None
 
     def check(self, session: Session) -> None:
-        """Runs before any hook's work: checks what can be checked cheaply, projects costs."""
+        """Runs before any hook's work, before the workflow's own checks of the hooks' steps
+        (units, layers, the reconstruction cost): sets what those checks need."""
 
     def before_test(self, session: Session) -> None:
         """Runs the hook's workflow step after the checkpoint is loaded and before the test loop."""
@@ -78,9 +79,9 @@ class QDropReconHook(QuantHook):
     """QDrop block reconstruction of every unit in forward order (Wei et al., ICLR 2022), saving
     the state after each unit; a rerun with the same work dir continues after the last one.
 
-    Before any work (:meth:`check`), one FP pass over the first batch projects every unit's cache
-    at the configured ``calibrate``; the projection goes to ``report.json`` (``recon_cache``) and a
-    run whose spill would not fit on the disk stops there.
+    Before any work (the workflow's checks, after :meth:`check`), one FP pass over the first batch
+    projects every unit's cache at the configured ``calibrate``; the projection goes to
+    ``report.json`` (``recon_cache``) and a run whose spill would not fit on the disk stops there.
 
     Config: ``dict(type='QDropReconHook', cache_gb=4.0)``; hyper-parameters come from ``recon``.
 
@@ -101,9 +102,4 @@ class QDropReconHook(QuantHook):
         self.cache = CacheOptions(cache_gb, gpu_cache_gb, cache_dtype, disk_passes).check("hooks.QDropReconHook")
 
     def check(self, session: Session) -> None:
-        session.cache = self.cache
-        plan_reconstruction(session)
-
-    def before_test(self, session: Session) -> None:
-        session.cache = self.cache
-        super().before_test(session)
+        session.cache = self.cache  # the workflow's checks then project the cache with it

@@ -23,9 +23,8 @@ from mmdet_ext.prepare import Prepared
 from mmdet_ext.quant_section import hook_configs
 from mmdet_ext.rd_target import rd_scores
 from rdoq_plugins.memory import map_large_allocations
-from rdoq_plugins.recon.select import select_units
 from rdoq_plugins.workflow import Session, Step, current, method_name, resume
-from rdoq_plugins.workflow.steps import check_order
+from rdoq_plugins.workflow.steps import check_steps
 
 logger = logging.getLogger("rdoq_plugins")
 
@@ -81,11 +80,9 @@ def plan_quantization(prep: Prepared, hooks: list[dict[str, Any]] | None = None)
     built = [build_from_cfg(h, HOOKS) for h in (hooks if hooks is not None else hook_configs(prep.qcfg))]
     built.sort(key=lambda h: get_priority(h.priority))  # mmcv: lower value runs first
     planned = Planned(session, built)
-    check_order(planned.steps)
-    if prep.qcfg.recon is not None and Step.RECONSTRUCT not in planned.steps:
-        select_units(adapter.units(model), prep.qcfg.recon.exclude)  # recon.exclude names real units
     for hook in built:
         hook.check(session)
+    check_steps(session, planned.steps)
     return planned
 
 
