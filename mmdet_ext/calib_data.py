@@ -1,8 +1,9 @@
 """Calibration batches: N images from the train or test pipeline, split across ranks.
 
 QDrop calibrates on 256 images from the train pipeline (2 per GPU). The images are a fixed random
-subset of the dataset (seed 1005, as QDrop), dealt round-robin to the ranks, and collated once so
-that every unit's reconstruction sees the same batches.
+subset of the dataset (seed 1005, as QDrop), cut into fixed global batches that are dealt whole to
+the ranks (so a batch holds the same images and padding on any number of processes), and collated
+once so that every unit's reconstruction sees the same batches.
 
 Collated at 1333x800 an image is 12.8 MB of float32, 3.3 GB at 256 images. A
 :class:`~mmdet_ext.compact_batch.CompactBatch` keeps each batch's images as the uint8 pixels they
@@ -21,7 +22,7 @@ from mmdet.datasets import build_dataset, replace_ImageToTensor
 from mmdet_ext.compact_batch import CompactBatch
 from rdoq_plugins.config.errors import check_keys, get_choice, get_int
 from rdoq_plugins.memory import release_free_memory
-from rdoq_plugins.workflow.calib_subset import calib_subset
+from rdoq_plugins.workflow.calib_subset import calib_subset, rank_batches
 from rdoq_plugins.workflow.calib_subset import check_calib_size as check_items
 
 CALIB_DEFAULTS = {"split": "train", "samples_per_gpu": 2, "seed": 1005}
@@ -59,13 +60,9 @@ def calib_batches(dataset: Any, num_images: int, samples_per_gpu: int, seed: int
     """This rank's collated calibration batches, images kept compact. With ``limit``, only the
     batches that hold the first ``limit`` images (the same batches a full list starts with)."""
     order = calib_subset(len(dataset), num_images, seed)
-    mine = order[rank::world]
-    if limit is not None:
-        per_rank = -(-limit // world)
-        mine = mine[: -(-per_rank // samples_per_gpu) * samples_per_gpu]
     batches = []
-    for start in range(0, len(mine), samples_per_gpu):
-        samples = [dataset[i] for i in mine[start:start + samples_per_gpu]]
+    for items in rank_batches(order, samples_per_gpu, rank, world, limit):
+        samples = [dataset[i] for i in items]
         batches.append(CompactBatch(collate(samples, samples_per_gpu=len(samples))))
         del samples
         release_free_memory()  # the pipeline's float copies are freed: let the OS have them

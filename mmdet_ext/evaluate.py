@@ -38,4 +38,7 @@ def evaluate(prep: Prepared, model: nn.Module, desc: str, metrics: list[str]) ->
         kwargs["metric"] = metrics
         result = {k: float(v) for k, v in prep.test_dataset.evaluate(outputs, **kwargs).items()
                   if isinstance(v, (int, float))}
+        if not result:  # mmdet prints "results empty" and returns nothing when no box was detected
+            raise RuntimeError(f"{desc}: the evaluation gave no metrics, the model detected nothing on the "
+                               f"{len(outputs)} test images (its outputs may be NaN); no report is written")
     return result, time.time() - start

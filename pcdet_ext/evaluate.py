@@ -36,5 +36,9 @@ def evaluate(prep: Prepared, model: nn.Module, tag: str) -> dict[str, float]:
         ret = eval_utils.eval_one_epoch(prep.cfg, eval_args, model, prep.test_loader, tag, prep.pcdet_logger,
                                         dist_test=prep.world > 1, result_dir=prep.work_dir / "eval" / tag)
     prep.timings[f"eval_{tag}"] = time.time() - start
-    return {str(k): float(v) for k, v in (ret or {}).items()
-            if isinstance(v, numbers.Real) and not isinstance(v, bool)}
+    metrics = {str(k): float(v) for k, v in (ret or {}).items()
+               if isinstance(v, numbers.Real) and not isinstance(v, bool)}
+    if prep.rank == 0 and not metrics:
+        raise RuntimeError(f"evaluating the {tag} model gave no metrics (its outputs may be NaN); "
+                           "no report is written")
+    return metrics

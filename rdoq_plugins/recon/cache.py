@@ -138,6 +138,8 @@ class ChunkCache:
         self._rows: list[int] = []
         self._whole: list[bool] = []  # chunks drawn whole (added with a context)
         self._tags: list[Any] = []  # each chunk's tag (e.g. the pyramid levels of its call), in memory
+        self.batch_chunks: list[int] = []  # chunks added per calibration batch (see end_batch)
+        self._batch_start = 0
         self.bytes_in_memory = 0  # first tier
         self.bytes_on_host = 0  # CPU tier after a GPU tier
         self.bytes_on_disk = 0
@@ -182,6 +184,11 @@ class ChunkCache:
         self._rows.append(1 if context is not None else len(quant_in))
         self._whole.append(context is not None)
         self._tags.append(tag)
+
+    def end_batch(self) -> None:
+        """Marks the chunks added since the last mark as one calibration batch's."""
+        self.batch_chunks.append(self.num_chunks - self._batch_start)
+        self._batch_start = self.num_chunks
 
     def _hold(self, chunk: Chunk, context: Any, device: torch.device, pin: bool) -> None:
         self._memory.append(_to(chunk, device, pin))
@@ -242,7 +249,11 @@ class ChunkCache:
 
     def _draw(self, generator: torch.Generator) -> int:
         """A chunk index, uniform over the run (see :mod:`rdoq_plugins.recon.disk_windows`)."""
-        i = int(torch.randint(self.num_chunks, (1,), generator=generator))
+        return self.redirect(int(torch.randint(self.num_chunks, (1,), generator=generator)), generator)
+
+    def redirect(self, i: int, generator: torch.Generator) -> int:
+        """The chunk a draw of chunk ``i`` reads: ``i`` itself unless it is on disk outside the
+        current window (see :mod:`rdoq_plugins.recon.disk_windows`)."""
         if self._files[i] is None:
             return i
         return self._disk.draw(i, self.spilled, self._sizes, self.num_chunks, generator)
@@ -262,7 +273,11 @@ class ChunkCache:
         """:meth:`sample` and the tag its chunk was added with."""
         if not self._rows:
             raise RuntimeError("sample() from an empty cache")
-        i = self._draw(generator)
+        return self.pick(self._draw(generator), batch_size, generator)
+
+    def pick(self, i: int, batch_size: int, generator: torch.Generator) -> tuple[Chunk, Any]:
+        """``batch_size`` random samples of chunk ``i`` (all of it when smaller or drawn whole) and
+        its tag."""
         q, f, o = self.chunk(i)
         if len(q) <= batch_size or self._whole[i]:
             return (q, f, o), self._tags[i]
@@ -285,6 +300,8 @@ class ChunkCache:
         self._rows.clear()
         self._whole.clear()
         self._tags.clear()
+        self.batch_chunks.clear()
+        self._batch_start = 0
         if self._spill is not None:
             shutil.rmtree(self._spill, ignore_errors=True)
             self._spill = None

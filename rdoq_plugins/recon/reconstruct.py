@@ -8,7 +8,7 @@ dropping (Li et al., ICLR 2021).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,12 +16,14 @@ import torch
 from torch import Tensor, nn
 
 from rdoq_plugins.config.schema import ReconConfig
+from rdoq_plugins.errors import NonFiniteError
 from rdoq_plugins.modules.level_quantizer import at_levels, level_cursors
 from rdoq_plugins.modules.quant_layer import QuantLayer
 from rdoq_plugins.modules.switch import quantizers, set_quant_state
 from rdoq_plugins.quant.adaround import AdaRoundFakeQuantize, RoundMode
 from rdoq_plugins.quant.qdrop import qdrop_mix
-from rdoq_plugins.recon.cache import UnitCache
+from rdoq_plugins.recon.cache import Chunk, ChunkCache, UnitCache
+from rdoq_plugins.recon.draw import ChunkDraw, ShareGroup, batch_counts, step_generator, step_seed
 from rdoq_plugins.recon.schedule import RoundingSchedule
 from rdoq_plugins.recon.unit_io import UnitIO
 from rdoq_plugins.registry import RECONSTRUCTORS
@@ -69,37 +71,54 @@ class QDropReconstructor:
 
     Args:
         cfg: the validated ``recon`` config.
-        seed: seed of the sampling and dropping random streams; every unit starts from it, so a
-            resumed run reconstructs each remaining unit exactly as an uninterrupted run would.
-        grad_hook: called with the trainable tensors after each backward pass (distributed runs
-            average the gradients there).
-        loss_reduce: maps each step's reconstruction loss to the value that is logged and used
-            for early stopping (distributed runs average it, so every rank stops together).
+        seed: seed of the sampling and dropping random streams; each step's draws and masks come
+            from the seed and the step alone, so a resumed run reconstructs each remaining unit
+            exactly as an uninterrupted run would, on any number of processes.
+        group: the processes sharing the run (see :mod:`rdoq_plugins.recon.draw`): each step is
+            computed by the rank that holds its chunk, gradients and losses are summed over
+            ranks. None for one process.
     """
 
-    def __init__(self, cfg: ReconConfig, seed: int = 1005,
-                 grad_hook: Callable[[list[Tensor]], None] | None = None,
-                 loss_reduce: Callable[[float], float] | None = None) -> None:
+    def __init__(self, cfg: ReconConfig, seed: int = 1005, group: ShareGroup | None = None) -> None:
         self.cfg = cfg
         self.seed = seed
-        self.grad_hook = grad_hook
-        self.loss_reduce = loss_reduce
+        self.group = group
 
     def __call__(self, unit: nn.Module, cache: UnitCache, progress: Any = None,
-                 io: UnitIO | None = None) -> ReconStats:
+                 io: UnitIO | None = None, draw: ChunkDraw | None = None) -> ReconStats:
         """Optimizes ``unit``'s rounding and step sizes in place; ``progress`` wraps the loop.
 
-        With ``io`` (units whose inputs are not tensors, e.g. sparse), each step draws one whole
-        cached chunk with its context (``cache.sample_chunk``) and runs the unit through ``io``.
+        ``draw`` picks each step's chunk from the global list (a :class:`ChunkCache` filled by
+        :func:`~rdoq_plugins.recon.cache_unit`; built from the cache when None). With ``io``
+        (units whose inputs are not tensors, e.g. sparse), each step reads one whole cached chunk
+        with its context and runs the unit through ``io``.
         """
         devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        if draw is None and isinstance(cache, ChunkCache):
+            draw = ChunkDraw.shared(batch_counts(cache), self.group)
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self.seed)
-            return self._reconstruct(unit, cache, progress, io)
+            return self._reconstruct(unit, cache, progress, io, draw)
 
-    def _reconstruct(self, unit: nn.Module, cache: UnitCache, progress: Any, io: UnitIO | None = None) -> ReconStats:
+    def _read(self, cache: UnitCache, draw: ChunkDraw | None, generator: torch.Generator,
+              io: UnitIO | None) -> tuple[Chunk, Any, Any] | None:
+        """This step's ``(chunk, context, levels tag)``, or None when another rank holds it."""
+        if draw is None:  # a plain tensor cache in one process
+            return cache.sample(self.cfg.batch_size, generator), None, ()
+        i = draw.local(generator)
+        if i is None:
+            return None
+        assert isinstance(cache, ChunkCache)
+        i = cache.redirect(i, generator)
+        if io is not None:
+            q, f, o, context = cache.chunk_with_context(i)
+            return (q, f, o), context, ()
+        chunk, tag = cache.pick(i, self.cfg.batch_size, generator)
+        return chunk, None, tag if tag is not None else ()
+
+    def _reconstruct(self, unit: nn.Module, cache: UnitCache, progress: Any, io: UnitIO | None,
+                     draw: ChunkDraw | None) -> ReconStats:
         cfg = self.cfg
-        generator = torch.Generator().manual_seed(self.seed)
+        group = self.group if self.group is not None and self.group.world > 1 else None
         frozen = [p for p in unit.parameters() if p.requires_grad]
         for p in frozen:
             p.requires_grad_(False)
@@ -130,44 +149,46 @@ class QDropReconstructor:
         if cursors and io is not None:
             raise NotImplementedError("per-level input quantizers in a unit with a UnitIO")
         plan = getattr(cache, "plan", None)
-        if plan is not None:  # a ChunkCache rotates its disk windows over the run
-            plan(cfg.iters)
+        if plan is not None:  # a ChunkCache rotates its disk windows over this rank's draws
+            plan(round(cfg.iters * (draw.local_share if draw is not None else 1.0)))
         losses: list[float] = []
         stopped = False
         loop = range(cfg.iters)
         bar = progress(loop) if progress is not None else loop
         try:
             for t in bar:
-                context, levels = None, ()
-                if io is not None:
-                    q_in, fp_in, fp_out, context = cache.sample_chunk(generator)  # type: ignore[attr-defined]
-                elif cursors:  # replay the call at the pyramid levels it was cached at
-                    (q_in, fp_in, fp_out), levels = cache.sample_tagged(cfg.batch_size, generator)  # type: ignore[attr-defined]
-                else:
-                    q_in, fp_in, fp_out = cache.sample(cfg.batch_size, generator)
-                x = qdrop_mix(fp_in, q_in, cfg.drop_prob) if cfg.drop_prob < 1.0 else q_in
-                with at_levels(cursors, levels):
-                    out = unit(x) if io is None else io.run(unit, x, context)
-                rec = output_error(out, fp_out)
-                loss = rec
-                lam = schedule.lam(t)
-                if lam > 0 and rounding:
-                    beta = schedule.beta(t)
-                    loss = rec + lam * sum(q.rounding_loss(beta) for _, q in rounding)
+                generator = step_generator(self.seed, t)
+                torch.manual_seed(step_seed(self.seed, t))  # this step's dropping masks
                 for opt in (opt_w, opt_a, opt_b):
                     if opt is not None:
                         opt.zero_grad(set_to_none=True)
-                if loss.requires_grad:
-                    loss.backward()
-                if self.grad_hook is not None:
-                    self.grad_hook(trained)
+                read = self._read(cache, draw, generator, io)
+                rec = torch.zeros(())
+                if read is not None:  # this rank holds the step's chunk
+                    (q_in, fp_in, fp_out), context, levels = read
+                    x = qdrop_mix(fp_in, q_in, cfg.drop_prob) if cfg.drop_prob < 1.0 else q_in
+                    with at_levels(cursors, levels):
+                        out = unit(x) if io is None else io.run(unit, x, context)
+                    rec = output_error(out, fp_out)
+                    loss = rec
+                    lam = schedule.lam(t)
+                    if lam > 0 and rounding:
+                        beta = schedule.beta(t)
+                        loss = rec + lam * sum(q.rounding_loss(beta) for _, q in rounding)
+                    if loss.requires_grad:
+                        loss.backward()
+                if group is not None:
+                    group.sum_gradients(trained)
                 for opt in (opt_w, opt_a, opt_b):
                     if opt is not None:
                         opt.step()
                 if sched_a is not None:
                     sched_a.step()
                 value = float(rec.detach())
-                losses.append(self.loss_reduce(value) if self.loss_reduce else value)
+                value = group.sum(value) if group is not None else value
+                if not math.isfinite(value):
+                    raise NonFiniteError(f"the reconstruction loss is {value} at step {t}")
+                losses.append(value)
                 if t % 50 == 0 and hasattr(bar, "set_postfix"):
                     bar.set_postfix(rec=f"{losses[-1]:.4g}", refresh=False)
                 es = cfg.early_stop

@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 
 from rdoq_plugins.calibration import calibrate
+from rdoq_plugins.finite import check_quantizers
 from rdoq_plugins.workflow.run_state import save_state
 from rdoq_plugins.workflow.session import Session
 
@@ -18,5 +19,6 @@ def calibrate_step(session: Session) -> None:
     calibrate(session.model, session.batches, session.adapter.run,
               progress=session.progress("calibrate", len(session.batches)))
     session.dist.reduce_observers(session.model)
+    check_quantizers(session.model, "calibration")
     session.result.add_time("calibrate", time.time() - start)
     save_state(session, "calibrated", [])

@@ -32,8 +32,15 @@ class Distributed(Protocol):
     def reduce_observers(self, model: nn.Module) -> None:
         """Gives every rank's activation observers the ranges of all ranks' data."""
 
-    def average_gradients(self, params: list[Tensor]) -> None:
-        """Averages the gradients of ``params`` over ranks, in place."""
+    def sum(self, value: float) -> float:
+        """The sum of ``value`` over ranks."""
+
+    def sum_gradients(self, params: list[Tensor]) -> None:
+        """Sums the gradients of ``params`` over ranks, in place (a tensor no rank has a gradient
+        for keeps ``None``)."""
+
+    def gather(self, value: list[int]) -> list[list[int]]:
+        """Every rank's ``value``, in rank order."""
 
 
 class SingleProcess:
@@ -54,8 +61,14 @@ class SingleProcess:
     def reduce_observers(self, model: nn.Module) -> None:
         return None
 
-    def average_gradients(self, params: list[Tensor]) -> None:
+    def sum(self, value: float) -> float:
+        return value
+
+    def sum_gradients(self, params: list[Tensor]) -> None:
         return None
+
+    def gather(self, value: list[int]) -> list[list[int]]:
+        return [list(value)]
 
 
 def is_distributed() -> bool:
@@ -109,11 +122,32 @@ class TorchDistributed:
             q.scale.data.copy_(scale)
             q.zero_point.data.copy_(zero_point)
 
-    def average_gradients(self, params: list[Tensor]) -> None:
-        for p in params:
-            if p.grad is not None:
-                dist.all_reduce(p.grad)
-                p.grad.div_(self.world)
+    def sum(self, value: float) -> float:
+        t = torch.tensor([value], dtype=torch.float64)
+        dist.all_reduce(t)
+        return float(t)
+
+    def sum_gradients(self, params: list[Tensor]) -> None:
+        if not params:
+            return
+        device = params[0].device
+        has = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=device)
+        dist.all_reduce(has)
+        live = [p for p, h in zip(params, has.tolist(), strict=True) if h > 0]
+        if not live:
+            return
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in live])
+        dist.all_reduce(flat)  # one collective for all tensors
+        offset = 0
+        for p in live:
+            n = p.numel()
+            p.grad = flat[offset:offset + n].view_as(p).clone()
+            offset += n
+
+    def gather(self, value: list[int]) -> list[list[int]]:
+        out: list[list[int]] = [[] for _ in range(self.world)]
+        dist.all_gather_object(out, list(value))
+        return out
 
 
 def current() -> SingleProcess | TorchDistributed:

@@ -109,9 +109,8 @@ def reconstruct_step(session: Session) -> None:
         done.append(name)
         save_state(session, "recon", done)
 
-    recon = QDropReconstructor(cfg, session.seed, grad_hook=session.dist.average_gradients,
-                               loss_reduce=session.dist.mean)
+    recon = QDropReconstructor(cfg, session.seed, group=session.dist)
     reconstruct_units(session.model, session.fp_model, todo, session.batches, session.adapter.run, recon,
                       progress=progress, io=session.adapter.unit_io, calls=calls, make_cache=new_cache,
-                      on_done=finished)
+                      on_done=finished, group=session.dist)
     session.result.add_time("reconstruct", time.time() - start)
