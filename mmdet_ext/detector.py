@@ -37,9 +37,15 @@ def model_heads(model: nn.Module) -> list[str]:
     return [h for h in HEAD_NAMES if getattr(model, h, None) is not None]
 
 
-def check_heads(model: nn.Module, heads: Mapping[str, Any]) -> dict[str, bool]:
-    """Validates the ``heads`` switch against the model: ``{head_name: quantize?}``."""
+def check_heads(model: nn.Module, heads: Mapping[str, Any] | bool) -> dict[str, bool]:
+    """Validates the ``heads`` switch against the model: ``{head_name: quantize?}``. A bool sets
+    every head the detector has (``False``: QDrop's detection protocol, heads FP)."""
     present = model_heads(model)
+    if isinstance(heads, bool):
+        return {h: heads for h in present}
+    if not isinstance(heads, Mapping):
+        raise ConfigError("heads", "expected a bool or a dict of head names", heads,
+                          f"true, false or a dict with keys among {', '.join(present)}")
     out = {h: True for h in present}
     for name, on in heads.items():
         if name not in present:

@@ -39,6 +39,9 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "keep_gpu": "Keep a unit's cache on the GPU while it fits (then pinned CPU memory, then disk).",
         "round_mode": "`learned_hard_sigmoid`: AdaRound; `nearest`: weights round to nearest.",
         "drop_prob": "QDrop's probability of *keeping* the quantized activation (`1.0`: no dropping).",
+        "mix": "How a unit's input mixes the two paths. `element` (the paper): each element is Q(x_q) with "
+               "probability `drop_prob`, else x_fp, one mask shared by every quantizer reading it. `twice`: "
+               "x_q / x_fp mixed, then each quantizer mixes Q(.) with its input again (own masks).",
         "early_stop": "Stop a unit when its loss plateaus; `null` runs every iteration.",
         "exclude": "Unit names (regular expressions, full match) not reconstructed: weights round to "
                    "nearest, steps stay calibrated. A pattern that matches no unit is an error.",
@@ -69,6 +72,9 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "kappa": "RDOQ's isotropic term ½κ‖Δ‖² added to weight distortions.",
         "seed": "Seed of the random projections.",
         "calib_images": "Images the curves use (RDOQ's `testsize`); `null`: all `calibrate` images.",
+        "passes": "`second_order`: passes over the images, each over its share of the layers, whose curves "
+                  "it stores when done (a killed run resumes with the next); each adds a forward and backward "
+                  "per batch. `measured` stores every layer when done.",
         "additivity": "Measure each allocation's output distortion beside the predicted sum.",
     },
     "LayerQConfig": {

@@ -37,6 +37,7 @@ from rdoq_plugins.config.errors import (
 from rdoq_plugins.config.rdoq import RDOQConfig
 from rdoq_plugins.granularity import Granularity, PerChannel, PerGroup, PerTensor
 from rdoq_plugins.quant.adaround import RoundMode
+from rdoq_plugins.quant.qdrop import MixRule
 from rdoq_plugins.quant.uniform import MAX_BITS
 from rdoq_plugins.registry import OBSERVERS, QUANTIZERS
 
@@ -126,6 +127,8 @@ class ReconConfig:
     ``bias_lr``: Adam learning rate of the unit's layer biases; 0 (QDrop's setting) keeps them fixed.
     Learning them is bias correction (Nagel et al., ICCV 2019) inside the reconstruction: integer
     kernels keep biases in 32 bits, so a learned bias costs nothing at deployment.
+    ``mix``: how the unit's input mixes the quantized and the FP path
+    (:class:`~rdoq_plugins.quant.qdrop.MixRule`).
     """
 
     iters: int = 20000
@@ -141,6 +144,7 @@ class ReconConfig:
     early_stop: EarlyStopConfig | None = None
     exclude: tuple[str, ...] = ()
     bias_lr: float = 0.0
+    mix: MixRule = MixRule.TWICE
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], path: str) -> ReconConfig:
@@ -169,6 +173,7 @@ class ReconConfig:
             early_stop=None if early is None else EarlyStopConfig.from_dict(early, join(path, "early_stop")),
             exclude=_patterns(data.get("exclude", []), join(path, "exclude")),
             bias_lr=get_float(data, "bias_lr", cls.bias_lr, path, 0.0),
+            mix=MixRule(get_choice(data, "mix", cls.mix.value, path, [m.value for m in MixRule])),
         )
 
 
@@ -252,6 +257,7 @@ class QuantConfig:
         if self.recon is not None:
             recon = out["recon"]
             recon["round_mode"] = self.recon.round_mode.value
+            recon["mix"] = self.recon.mix.value
             recon["b_range"] = list(self.recon.b_range)
             recon["exclude"] = list(self.recon.exclude)
         out["rdoq"] = None if self.rdoq is None else self.rdoq.to_dict()

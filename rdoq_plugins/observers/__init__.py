@@ -1,5 +1,6 @@
 """Observers: record ranges per quantization unit and compute scale / zero point."""
 from rdoq_plugins.observers.base import Observer, range_to_qparams
+from rdoq_plugins.observers.grid import GridMSEObserver
 from rdoq_plugins.observers.minmax import AvgMinMaxObserver, MinMaxObserver
 from rdoq_plugins.observers.mse import AvgMSEFastObserver, AvgMSEObserver, MSEFastObserver, MSEObserver
 
@@ -7,6 +8,7 @@ __all__ = [
     "AvgMSEFastObserver",
     "AvgMSEObserver",
     "AvgMinMaxObserver",
+    "GridMSEObserver",
     "MSEFastObserver",
     "MSEObserver",
     "MinMaxObserver",

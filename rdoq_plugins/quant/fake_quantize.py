@@ -60,6 +60,9 @@ class FakeQuantize(ResizeOnLoad, nn.Module):
         self.register_buffer("observer_enabled", torch.tensor(0, dtype=torch.uint8))
         self.register_buffer("fake_quant_enabled", torch.tensor(0, dtype=torch.uint8))
         self.register_buffer("keep_prob", torch.tensor(1.0))
+        # (tensor, mask): while a unit is reconstructed with recon.mix='element', the input it
+        # received and the mask that mixed it; this quantizer reuses the mask when it reads it.
+        self.shared_mask: tuple[Tensor, Tensor] | None = None
         self.set_granularity(granularity, num_channels, bit)
 
     # -- layout -------------------------------------------------------------------------------
@@ -132,6 +135,9 @@ class FakeQuantize(ResizeOnLoad, nn.Module):
         x_q = self.quantize(x)
         p = float(self.keep_prob)
         if self.training and p < 1.0:
+            shared = self.shared_mask
+            if shared is not None and x is shared[0]:  # the unit's input: the mask it was mixed with
+                return torch.where(shared[1], x_q, x)
             x_q = qdrop_mix(x, x_q, p)
         return x_q
 

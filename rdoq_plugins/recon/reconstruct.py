@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,8 @@ from rdoq_plugins.modules.level_quantizer import at_levels, level_cursors
 from rdoq_plugins.modules.quant_layer import QuantLayer
 from rdoq_plugins.modules.switch import quantizers, set_quant_state
 from rdoq_plugins.quant.adaround import AdaRoundFakeQuantize, RoundMode
-from rdoq_plugins.quant.qdrop import qdrop_mix
+from rdoq_plugins.quant.fake_quantize import FakeQuantize
+from rdoq_plugins.quant.qdrop import MixRule, keep_mask, qdrop_mix, shared_mask
 from rdoq_plugins.recon.cache import Chunk, ChunkCache, UnitCache
 from rdoq_plugins.recon.draw import ChunkDraw, ShareGroup, batch_counts, step_generator, step_seed
 from rdoq_plugins.recon.schedule import RoundingSchedule
@@ -115,6 +117,17 @@ class QDropReconstructor:
         chunk, tag = cache.pick(i, self.cfg.batch_size, generator)
         return chunk, None, tag if tag is not None else ()
 
+    def _mix(self, q_in: Tensor, fp_in: Tensor, act_qs: list[FakeQuantize]) -> tuple[Tensor, AbstractContextManager[Any]]:
+        """The unit's input this step, and the context its quantizers run in (``recon.mix``)."""
+        p = self.cfg.drop_prob
+        if p >= 1.0:
+            return q_in, nullcontext()
+        if self.cfg.mix == MixRule.TWICE:  # a str enum: the plain string compares equal too
+            return qdrop_mix(fp_in, q_in, p), nullcontext()
+        mask = keep_mask(q_in, p)
+        x = torch.where(mask, q_in, fp_in)
+        return x, shared_mask(act_qs, x, mask)
+
     def _reconstruct(self, unit: nn.Module, cache: UnitCache, progress: Any, io: UnitIO | None,
                      draw: ChunkDraw | None) -> ReconStats:
         cfg = self.cfg
@@ -166,8 +179,8 @@ class QDropReconstructor:
                 rec = torch.zeros(())
                 if read is not None:  # this rank holds the step's chunk
                     (q_in, fp_in, fp_out), context, levels = read
-                    x = qdrop_mix(fp_in, q_in, cfg.drop_prob) if cfg.drop_prob < 1.0 else q_in
-                    with at_levels(cursors, levels):
+                    x, mixing = self._mix(q_in, fp_in, act_qs)
+                    with mixing, at_levels(cursors, levels):
                         out = unit(x) if io is None else io.run(unit, x, context)
                     rec = output_error(out, fp_out)
                     loss = rec

@@ -96,3 +96,19 @@ def test_qdrops_own_config_file_is_read_as_it_is(make_config: Callable[..., Path
     assert line.startswith(f"--quant-config {qfile}: QDrop's layout: reading its 'quant' section; "
                            "ignoring the other top-level keys: model (")
     assert "; data (" in line and "; process (" in line and "\n" not in line
+
+
+def test_the_official_preset_quantizes_backbone_and_fpn_only(make_config: Callable[..., Path],
+                                                              random_checkpoint: Callable[[str], Path],
+                                                              tmp_path: Path) -> None:
+    preset = REPO / "configs" / "mmdet" / "_base_" / "qdrop_official_w4a4.py"
+    for base in ("faster_rcnn_r50_narrow_digits.py", "retinanet_r50_narrow_digits.py"):
+        config = tmp_path / f"official_{base}"
+        config.write_text(f"_base_ = ['{make_config(base, name='plain_' + base[:4])}', '{preset}']\n"
+                          "quant = dict(calibrate=2)\n")
+        model = plan_quantization(prepare(config, random_checkpoint(base), tmp_path / base, None)).session.model
+        layers = [n for n, m in model.named_modules() if isinstance(m, QuantLayer)]
+        assert layers and all(n.startswith(("backbone.", "neck.")) for n in layers), base
+        assert any(n.startswith("neck.") for n in layers)
+        first = model.get_submodule("backbone.conv1")
+        assert first.input_quantizer is None and int(first.weight_quantizer.bits.max()) == 8
