@@ -22,7 +22,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "quantizer": "Fake quantizer: `Fixed` keeps calibrated steps, `LSQ` / `LSQPlus` learn the step "
                      "(and offset) in reconstruction, `AdaRound` learns weight rounding (weights only).",
         "observer": "How calibration sets the range: min-max, or the Lp-optimal clipping (`MSE`: grid "
-                    "of 100 ratios, `MSEFast`: golden-section search); `Avg`: averaged over batches.",
+                    "of 100 ratios, `MSEFast`: golden-section search; `GridMSE`: the official weight "
+                    "search, 100 widths × every zero point on every element); `Avg`: averaged over batches.",
         "bit": "Bit-width; RDOQ replaces it per channel group in the layers it allocates.",
         "symmetric": "A grid symmetric around zero (no zero point).",
         "ch_axis": "Axis with one step per channel; `-1` is one step per tensor (QDrop's convention).",
