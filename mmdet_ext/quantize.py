@@ -22,6 +22,7 @@ from mmdet_ext.hooks import QuantHook
 from mmdet_ext.prepare import Prepared
 from mmdet_ext.quant_section import hook_configs
 from mmdet_ext.rd_target import rd_scores
+from rdoq_plugins.errors import InputError
 from rdoq_plugins.memory import map_large_allocations
 from rdoq_plugins.workflow import Session, Step, current, method_name, resume
 from rdoq_plugins.workflow.steps import check_steps
@@ -56,11 +57,19 @@ def images_needed(prep: Prepared, hooks: list[dict[str, Any]] | None) -> int | N
     return min(qcfg.calibrate, qcfg.rdoq.calib_images)
 
 
+def check_fp_checkpoint(prep: Prepared) -> None:
+    """Raises an :class:`InputError` when the run's checkpoint is a quantized one of ours:
+    quantizing starts from the FP checkpoint."""
+    if prep.quantized_checkpoint:
+        raise InputError(f"{prep.checkpoint} is a quantized checkpoint (a quantized.pth of ours); quantize the "
+                         "FP checkpoint it was made from instead, or evaluate this one with "
+                         f"tools/test.py CONFIG {prep.checkpoint}")
+
+
 def plan_quantization(prep: Prepared, hooks: list[dict[str, Any]] | None = None) -> Planned:
     """The session and its hooks, checked: the config's hooks, resuming from the work dir's state,
     or ``hooks`` (the single-step RDOQ tools, which work on the FP model and never resume)."""
-    if prep.quantized_checkpoint:
-        raise ValueError(f"{prep.checkpoint} is already quantized; evaluate it without hooks")
+    check_fp_checkpoint(prep)
     fp_model = prep.model
     for p in fp_model.parameters():
         p.requires_grad_(False)

@@ -12,6 +12,10 @@ The OpenPCDet run (:mod:`pcdet_ext.prepare`, :mod:`~pcdet_ext.quantize`, :mod:`~
 :mod:`~pcdet_ext.outputs`, behind ``tools/pcdet/``) follows OpenPCDet's ``tools/test.py``. OpenPCDet is not installable from the package registries, so ``pcdet`` is
 imported lazily, inside its functions; importing ``pcdet_ext`` never imports it.
 """
+from rdoq_plugins.quiet import quiet_cpu_warnings
+
+quiet_cpu_warnings()  # before spconv and OpenPCDet are imported (the tools import this package first)
+
 from pcdet_ext.cpu_patches import apply_cpu_patches
 from pcdet_ext.layers import (
     QUANT_SPARSE_LAYERS,

@@ -3,6 +3,7 @@ it, its top-level ``QUANT`` key with ``--quant_cfg`` merged into it (mappings ke
 ``overrides`` by layer name; :mod:`rdoq_plugins.config.load`), and the ``calib`` options."""
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -10,8 +11,9 @@ from typing import Any
 
 from rdoq_plugins import QuantConfig
 from rdoq_plugins.config import ConfigError
-from rdoq_plugins.config.errors import check_keys, get_bool, get_choice, get_int
+from rdoq_plugins.config.errors import check_keys, get_bool, get_choice, get_int, join
 from rdoq_plugins.config.load import merge_quant_section
+from rdoq_plugins.errors import InputError
 
 QUANT_KEY = "QUANT"  # the quant section's key in an OpenPCDet YAML config
 EXTRA_KEYS = ("calib",)
@@ -36,11 +38,42 @@ def load_pcdet_config(pcdet: SimpleNamespace, cfg_path: str | Path, set_cfgs: Se
     cfg.TAG = cfg_file.stem
     cfg.EXP_GROUP_PATH = "/".join(str(cfg_path).split("/")[1:-1])  # as OpenPCDet: drops 'cfgs' and the file
     if set_cfgs:
+        for key in set_cfgs[0::2]:
+            check_set_key(cfg, key, cfg_file)
         try:
             pcdet.config.cfg_from_list(list(set_cfgs), cfg)
         except (AssertionError, KeyError, ValueError, TypeError) as err:
-            raise ValueError(f"--set {' '.join(set_cfgs)}: {err or type(err).__name__}") from None
+            raise InputError(f"--set {' '.join(set_cfgs)}: {err or type(err).__name__}") from None
     return cfg
+
+
+def close_keys(name: str, keys: Sequence[str]) -> list[str]:
+    """Up to three of ``keys`` close to ``name``, case ignored."""
+    lower = {k.lower(): k for k in keys}
+    return [lower[k] for k in difflib.get_close_matches(name.lower(), list(lower), n=3, cutoff=0.6)]
+
+
+def check_set_key(cfg: Mapping[str, Any], key: str, cfg_file: Path) -> None:
+    """Raises an :class:`InputError` when ``--set KEY`` names no key of ``cfg`` (OpenPCDet's
+    ``cfg_from_list`` sets existing keys only): the first missing part and the close keys there."""
+    node: Any = cfg
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        where = ".".join(parts[:i])
+        if not isinstance(node, Mapping):
+            raise InputError(f"--set {key}: {where} in {cfg_file} is a value, not a section")
+        if part not in node:
+            keys = [str(k) for k in node]
+            close = [join(where, k) for k in close_keys(part, keys)]
+            if close:
+                hint = f"; did you mean {', '.join(close)}?"
+            elif i == 0 and part == QUANT_KEY:
+                hint = f"; the config has no {QUANT_KEY} section: give the quant settings with --quant_cfg"
+            else:
+                hint = f"; keys there: {', '.join(sorted(keys)) or 'none'}"
+            raise InputError(f"--set {key}: {cfg_file} has no key {part!r} "
+                             f"{'under ' + where if where else 'at the top level'}{hint}")
+        node = node[part]
 
 
 def quant_section(cfg: Mapping[str, Any], quant_cfg: Path | None) -> dict[str, Any]:

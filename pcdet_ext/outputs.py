@@ -17,13 +17,16 @@ REPORT_PARTS = ("rdoq", "rd_curves", "recon_units", "recon_cache")  # the steps'
 
 def build_report(prep: Prepared, model: nn.Module, fp: Mapping[str, float], quant: Mapping[str, float],
                  run_report: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The report of the run: metrics, bits, size, time, memory and the steps' results."""
+    """The report of the run: metrics, bits, size, time (every attempt of a resumed run), memory and
+    the steps' results."""
     extra: dict[str, Any] = {"calib": dict(prep.calib)}
+    resumed: dict[str, Any] = {}
     if run_report is not None:
         extra.update(frames=run_report.get("frames"), quantized_layers=run_report.get("quantized_layers"))
+        resumed = {"earlier_timings": run_report.get("earlier_timings"), "attempts": run_report.get("attempts")}
     report = core_report(model, model_name=str(prep.cfg_file), checkpoint=prep.checkpoint,
                          method=method_name(default_steps(prep.qcfg)), fp=fp, quant=quant, timings=prep.timings,
-                         world=prep.world, quant_config=prep.qcfg.to_dict(), result=None, extra=extra)
+                         world=prep.world, quant_config=prep.qcfg.to_dict(), result=None, extra=extra, **resumed)
     if run_report is not None:
         report.update({k: run_report[k] for k in REPORT_PARTS if k in run_report})
     return report

@@ -36,6 +36,7 @@ from pcdet_ext.sparse_detector import (
 )
 from rdoq_plugins import fuse_conv_bn
 from rdoq_plugins.config import RDOQConfig
+from rdoq_plugins.errors import InputError
 from rdoq_plugins.workflow import Session, Step, allocate_all, barrier, run_steps
 
 
@@ -49,15 +50,24 @@ def calibration_data(prep: Prepared) -> list[dict[str, Any]]:
     return batches
 
 
+def check_fp_checkpoint(prep: Prepared) -> None:
+    """Raises an :class:`InputError` when the run's checkpoint is a quantized one of ours:
+    quantization, RD curves and allocations start from the FP checkpoint."""
+    if prep.quantized_checkpoint:
+        raise InputError(f"{prep.checkpoint} is a quantized checkpoint (a quantized.pth of ours); pass the FP "
+                         "checkpoint it was made from instead, or evaluate this one with "
+                         f"tools/pcdet/test.py --ckpt {prep.checkpoint}")
+
+
 def quantize(prep: Prepared) -> tuple[nn.Module, dict[str, Any]]:
     """A quantized copy of the FP model and the steps' report."""
-    if prep.quantized_checkpoint:
-        raise ValueError(f"{prep.checkpoint} is quantized already; evaluate it with test.py")
+    check_fp_checkpoint(prep)
     batches = calibration_data(prep)
     run, outputs = make_run(prep.device)
     model, report = quantize_sparse_detector(
         copy_detector(prep.model), prep.model, batches, run, outputs, prep.qcfg, work_dir=prep.work_dir,
-        data_hash=prep.data_hash, images=frames, seed=prep.calib["seed"], progress=prep.rank == 0)
+        data_hash=prep.data_hash, images=frames, seed=prep.calib["seed"], progress=prep.rank == 0,
+        timings=prep.timings)
     prep.timings.update(report["timings"])
     return model, report
 
@@ -87,8 +97,7 @@ def save_checkpoint(prep: Prepared, model: nn.Module, path: Path) -> None:
 def rd_session(prep: Prepared, cfg: RDOQConfig, batches: list[Any]) -> Session:
     """A session on a quantized copy of the FP model (not calibrated: curves and allocations set
     their own grids) with ``cfg`` as the ``rdoq`` section."""
-    if prep.quantized_checkpoint:
-        raise ValueError(f"{prep.checkpoint} is quantized already; RD curves and allocations need the FP checkpoint")
+    check_fp_checkpoint(prep)
     qcfg = replace(prep.qcfg, rdoq=cfg)
     model = copy_detector(prep.model)
     quantize_sparse_model(model, qcfg)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +105,7 @@ def quantize_sparse_detector(
     seed: int = 1005,
     cache: CacheOptions | None = None,
     progress: bool = False,
+    timings: Mapping[str, float] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Quantizes ``model`` in place: wrap, then the workflow's steps (calibrate, RD curves and
     allocation with ``rdoq``, reconstruction with ``recon``), resuming the state a killed run with
@@ -124,9 +125,12 @@ def quantize_sparse_detector(
         seed: the reconstruction's random seed.
         cache: where each unit's reconstruction cache lives (4 GB of CPU memory, float16, then disk).
         progress: show progress bars.
+        timings: the caller's seconds per step of this attempt so far (e.g. ``prepare``); saved
+            with the resumable state, so a resumed run's report counts them.
 
     Returns:
-        ``model`` and the report: frames, layers, bits, timings, RD allocation, units.
+        ``model`` and the report: frames, layers, bits, timings (this attempt's, ``timings``
+        included), ``earlier_timings`` and ``attempts`` (from a resumed state), RD allocation, units.
     """
     if not batches:
         raise ValueError("no calibration batches")
@@ -140,6 +144,7 @@ def quantize_sparse_detector(
                           work_dir=work_dir if work_dir is not None else Path(tmp), device=device,
                           run_hash=run_hash(qcfg.to_dict(), data_hash, seed), data_hash=data_hash, seed=seed,
                           cache=cache or CacheOptions(), logger=logger, show_progress=progress)
+        session.result.timings.update(timings or {})
         if work_dir is not None:
             resume(session)
         run_steps(session, default_steps(qcfg))
@@ -148,7 +153,9 @@ def quantize_sparse_detector(
     kinds = sparse_units(model)
     report: dict[str, Any] = {"frames": sum(images(b) for b in batches), "batches": len(batches),
                               "quantized_layers": len(wrapped), "bits": bit_stats(model),
-                              "timings": dict(session.result.timings), **session.result.to_dict()}
+                              "timings": dict(session.result.timings),
+                              "earlier_timings": dict(session.result.earlier_timings),
+                              "attempts": session.result.attempts, **session.result.to_dict()}
     for name, unit in report.get("recon_units", {}).items():
         unit["kind"] = kinds[name].value
     return model, report

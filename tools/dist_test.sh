@@ -9,7 +9,9 @@ NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-PY=${PYTHON:-python}
+# The python: $PYTHON, else the project's .venv, else python3 (tools/python_env.sh).
+source "$(dirname "$0")/python_env.sh"
+rdoq_python "$(cd "$(dirname "$0")/.." && pwd)"
 
 PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
 exec "$PY" -m torch.distributed.run \

@@ -15,7 +15,7 @@ import mmdet_ext  # noqa: F401  (registers the hooks)
 from mmdet_ext.cli import add_run_args, parse_run_args, tool_main
 from mmdet_ext.outputs import finish_run
 from mmdet_ext.prepare import prepare
-from mmdet_ext.quantize import quantize
+from mmdet_ext.quantize import check_fp_checkpoint, quantize
 from rdoq_plugins.workflow import init_distributed
 from rdoq_plugins.workflow.work_dir import hold_work_dir
 
@@ -29,6 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> None:
     init_distributed(args.launcher, args.local_rank)
     prep = prepare(args.config, args.checkpoint, args.work_dir, args.quant_config, args.cfg_options)
+    check_fp_checkpoint(prep)  # before the work dir is held: an error leaves it untouched
     with hold_work_dir(prep.work_dir):
         planned = quantize(prep)
         session = planned.session

@@ -23,7 +23,7 @@ from mmdet_ext.evaluate import evaluate
 from mmdet_ext.outputs import finish_run, print_table
 from mmdet_ext.prepare import Prepared, prepare
 from mmdet_ext.quantize import plan_quantization, run_quantization
-from rdoq_plugins.workflow import init_distributed
+from rdoq_plugins.workflow import Result, init_distributed
 from rdoq_plugins.workflow.work_dir import hold_work_dir
 
 
@@ -46,20 +46,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run_held(prep: Prepared, args: argparse.Namespace, start: float) -> dict[str, Any]:
     """The run once the work dir is held: the quantization plan (its checks), FP evaluation,
-    quantization, quantized evaluation, report."""
+    quantization, quantized evaluation, report. Every time goes into the session's result before
+    the steps run, so the resumable state counts it and a resumed run's report sums every attempt."""
     planned = None if prep.quantized_checkpoint else plan_quantization(prep)  # checks before the FP evaluation
-    timings: dict[str, float] = {"prepare": time.time() - start}
+    result = planned.session.result if planned is not None else Result()
+    result.add_time("prepare", time.time() - start)
     fp: dict[str, float] = {}
     if not args.skip_fp and not prep.quantized_checkpoint:
-        fp, timings["eval_fp"] = evaluate(prep, prep.model, "FP32 test", args.eval)
-    if planned is None:
-        model = prep.model
-    else:
-        session = run_quantization(planned)
-        model = session.model
-        timings.update(session.result.timings)
-    quant, timings["eval_quant"] = evaluate(prep, model, "quantized test", args.eval)
-    report = finish_run(prep, model, planned, fp, quant, timings, save_checkpoint=planned is not None)
+        fp, seconds = evaluate(prep, prep.model, "FP32 test", args.eval)
+        result.add_time("eval_fp", seconds)
+    model = prep.model if planned is None else run_quantization(planned).model
+    quant, seconds = evaluate(prep, model, "quantized test", args.eval)
+    result.add_time("eval_quant", seconds)
+    report = finish_run(prep, model, planned, fp, quant, result.timings, save_checkpoint=planned is not None)
     if prep.rank == 0:
         print_table(report)
     return report

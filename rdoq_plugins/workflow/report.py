@@ -11,7 +11,7 @@ from torch import nn
 
 from rdoq_plugins.files import atomic_write_text
 from rdoq_plugins.footprint import bit_stats, peak_rss_mb, size_bytes
-from rdoq_plugins.workflow.session import Result
+from rdoq_plugins.workflow.session import Result, summed_timings
 
 REPORT_FILE = "report.json"
 
@@ -19,8 +19,16 @@ REPORT_FILE = "report.json"
 def build_report(model: nn.Module, *, model_name: str, checkpoint: Path, method: str,
                  fp: Mapping[str, float], quant: Mapping[str, float], timings: Mapping[str, float],
                  world: int, quant_config: Mapping[str, Any], result: Result | None,
-                 extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The report of one run: metrics, bits, size, time, memory, and the steps' results."""
+                 extra: Mapping[str, Any] | None = None, earlier_timings: Mapping[str, float] | None = None,
+                 attempts: int | None = None) -> dict[str, Any]:
+    """The report of one run: metrics, bits, size, time, memory, and the steps' results.
+
+    ``timings`` are this attempt's; ``time_s`` adds ``earlier_timings`` (the attempts a resumed
+    run's state counts) and ``attempts`` counts them all, both from ``result`` when not given."""
+    if earlier_timings is None:
+        earlier_timings = result.earlier_timings if result is not None else {}
+    if attempts is None:
+        attempts = result.attempts if result is not None else 1
     report: dict[str, Any] = {
         "model": model_name,
         "checkpoint": str(checkpoint),
@@ -29,7 +37,8 @@ def build_report(model: nn.Module, *, model_name: str, checkpoint: Path, method:
         "quant": dict(quant),
         "bits": bit_stats(model),
         "size_bytes": size_bytes(model),
-        "time_s": {k: round(v, 2) for k, v in timings.items()},
+        "time_s": {k: round(v, 2) for k, v in summed_timings(earlier_timings, timings).items()},
+        "attempts": attempts,
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "world_size": world,
         **dict(extra or {}),

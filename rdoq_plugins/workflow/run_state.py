@@ -1,8 +1,10 @@
 """The resumable state of a run: the quantized model after each finished step or unit.
 
 ``work_dir/quant_state/state.pth`` holds the state dict, the last finished stage, the finished
-reconstruction units and their figures, and the run's hash; a rerun with the same hash continues
-after the last finished unit, another run starts afresh.
+reconstruction units and their figures, the run's hash, the seconds per step of every attempt so far
+(``timings``) and the attempt count (``attempts``); a rerun with the same hash continues after the
+last finished unit and counts one attempt more, another run starts afresh. States written before
+``timings`` and ``attempts`` existed load as one earlier attempt of unknown time.
 """
 from __future__ import annotations
 
@@ -41,8 +43,10 @@ def save_state(session: Session, stage: str, done_units: list[str]) -> None:
         raise ValueError(f"unknown stage {stage!r}; allowed: {', '.join(STAGES)}")
     if session.dist.rank == 0:
         units = {k: v.to_dict() for k, v in session.result.recon_units.items()}
+        result = session.result
         atomic_save({"state_dict": session.model.state_dict(), "stage": stage, "done_units": list(done_units),
-                     "run_hash": session.run_hash, "recon_stats": units}, state_path(session.work_dir))
+                     "run_hash": session.run_hash, "recon_stats": units, "timings": result.total_timings(),
+                     "attempts": result.attempts}, state_path(session.work_dir))
     session.dist.barrier()
 
 
@@ -59,5 +63,7 @@ def resume(session: Session) -> ResumePoint | None:
     session.model.to(session.device)
     point = ResumePoint(state["stage"], list(state["done_units"]))
     session.result.recon_units.update({k: UnitResult.from_dict(v) for k, v in state.get("recon_stats", {}).items()})
+    session.result.earlier_timings = {str(k): float(v) for k, v in state.get("timings", {}).items()}
+    session.result.attempts = int(state.get("attempts", 1)) + 1  # a state without the count: one attempt
     session.resumed = point
     return point

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -91,18 +92,56 @@ class UnitResult:
                    bool(data["stopped_early"]), dict(data.get("cache", {})))
 
 
+def summed_timings(*parts: Mapping[str, float]) -> dict[str, float]:
+    """Seconds per step, summed over ``parts`` (keys in first-seen order)."""
+    out: dict[str, float] = {}
+    for part in parts:
+        for step, seconds in part.items():
+            out[step] = out.get(step, 0.0) + float(seconds)
+    return out
+
+
 @dataclass
 class Result:
-    """What the steps of one run produced (``report.json`` is written from it)."""
+    """What the steps of one run produced (``report.json`` is written from it).
+
+    ``timings`` holds this attempt's seconds per step (the tools add their own, e.g. ``prepare``);
+    ``earlier_timings`` and ``attempts`` come from the resumed state: the summed seconds of the
+    attempts before this one (up to their last saved state) and the attempt count, this one included.
+    """
 
     timings: dict[str, float] = field(default_factory=dict)
     curves: CurveInfo | None = None
     allocation: dict[str, Any] | None = None  # the allocation summary, as rd_alloc/summary.json
     recon_units: dict[str, UnitResult] = field(default_factory=dict)
     recon_cost: dict[str, Any] = field(default_factory=dict)
+    earlier_timings: dict[str, float] = field(default_factory=dict)
+    attempts: int = 1
+    running: tuple[str, float] | None = None  # the step in progress and its start (time.time())
 
     def add_time(self, step: str, seconds: float) -> None:
+        """Adds ``seconds`` to ``step``; a running step that counts its own time stops running."""
         self.timings[step] = self.timings.get(step, 0.0) + seconds
+        if self.running is not None and self.running[0] == step:
+            self.running = None
+
+    def start_step(self, step: str) -> None:
+        """Marks ``step`` as running, so a state saved before it ends counts its time so far."""
+        self.running = (step, time.time())
+
+    def stop_step(self) -> None:
+        self.running = None
+
+    def attempt_timings(self) -> dict[str, float]:
+        """This attempt's seconds per step, the running step's time so far included."""
+        if self.running is None:
+            return dict(self.timings)
+        step, start = self.running
+        return summed_timings(self.timings, {step: time.time() - start})
+
+    def total_timings(self) -> dict[str, float]:
+        """Seconds per step over every attempt: the earlier ones and this one so far."""
+        return summed_timings(self.earlier_timings, self.attempt_timings())
 
     def to_dict(self) -> dict[str, Any]:
         """The report's parts: ``rdoq`` (allocation), ``recon_units``, ``recon_cache``."""

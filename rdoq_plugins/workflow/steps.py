@@ -77,9 +77,14 @@ def check_steps(session: Session, steps: Sequence[Step]) -> None:
 
 
 def run_step(session: Session, step: Step) -> None:
-    """One step, gradients enabled (detection frameworks evaluate under ``no_grad``)."""
-    with torch.enable_grad():
-        RUN[step](session)
+    """One step, gradients enabled (detection frameworks evaluate under ``no_grad``); the
+    session's result marks it running, so a state saved mid-step counts its time so far."""
+    session.result.start_step(step.value)
+    try:
+        with torch.enable_grad():
+            RUN[step](session)
+    finally:
+        session.result.stop_step()
 
 
 def run_steps(session: Session, steps: Sequence[Step]) -> None:

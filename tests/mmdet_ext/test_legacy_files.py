@@ -41,5 +41,6 @@ def test_legacy_resume_state_resumes(tmp_path: Path) -> None:
     point = resume(session)
     assert point is not None and point.stage == "recon" and len(point.done_units) == 2
     assert list(session.result.recon_units) == [point.done_units[0]]
+    assert session.result.attempts == 2 and session.result.earlier_timings == {}  # no count or time stored
     state = torch.load(LEGACY / "mmdet_state.pth", weights_only=True)["state_dict"]
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())

@@ -1,6 +1,6 @@
 """A run killed during reconstruction resumes after the last finished unit and ends exactly where
-an uninterrupted run ends, leaving no spilled cache behind; the quantized checkpoint evaluates again
-without re-calibration."""
+an uninterrupted run ends, leaving no spilled cache behind; a resumed run's report counts the time
+and the number of every attempt; the quantized checkpoint evaluates again without re-calibration."""
 from __future__ import annotations
 
 import json
@@ -77,3 +77,32 @@ def test_quantized_checkpoint_evaluates_without_recalibration(make_config: Calla
     monkeypatch.setattr(calibrate_module, "calibrate", lambda *a, **k: pytest.fail("re-calibrated"))
     again = run_test_tool([str(config), str(tmp_path / "q" / "quantized.pth"), "--work-dir", str(tmp_path / "eval")])
     assert again["quant"] == first["quant"] and again["fp"] == {}
+
+
+def test_a_resumed_runs_report_sums_the_time_of_every_attempt(make_config: Callable[..., Path],
+                                                              random_checkpoint: Callable[[str], Path],
+                                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import rdoq_plugins.workflow.calibrate as calibrate_module
+    import tools.test
+
+    config = make_config(quant="quant = dict(calibrate=2, calib=dict(samples_per_gpu=2), recon=None)", name="ptq")
+    ckpt, work = random_checkpoint("faster_rcnn_r50_narrow_digits.py"), tmp_path / "work"
+    original = tools.test.evaluate
+
+    def killed(*args: object, **kwargs: object) -> object:
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(tools.test, "evaluate", killed)  # the first attempt dies after calibration
+    with pytest.raises(KeyboardInterrupt):
+        _run(config, ckpt, work)
+    first = torch.load(work / "quant_state" / "state.pth", weights_only=True)
+    assert first["stage"] == "calibrated" and first["attempts"] == 1
+    assert first["timings"]["calibrate"] > 0 and first["timings"]["prepare"] > 0
+
+    monkeypatch.setattr(tools.test, "evaluate", original)
+    monkeypatch.setattr(calibrate_module, "calibrate", lambda *a, **k: pytest.fail("re-calibrated"))
+    _run(config, ckpt, work)
+    report = json.loads((work / "report.json").read_text())
+    assert report["attempts"] == 2
+    assert report["time_s"]["calibrate"] == round(first["timings"]["calibrate"], 2)  # the first attempt's
+    assert report["time_s"]["prepare"] > round(first["timings"]["prepare"], 2)  # both attempts'

@@ -15,6 +15,7 @@ import pcdet_ext
 from pcdet_ext.prepare import TRUST_HINT
 from pcdet_ext.sparse_detector import save_quantized
 from rdoq_plugins import ConfigError, fuse_conv_bn, load_quant_config
+from rdoq_plugins.errors import InputError
 from rdoq_plugins.workflow.checkpoint import is_quantized, read_checkpoint
 from rdoq_plugins.workflow.checkpoint import state_dict_of as fp_state_dict
 from tests.pcdet_ext.conftest import tool_argv, tool_fails, toy_with_bn_stats
@@ -52,15 +53,23 @@ def test_bad_inputs_fail_before_any_work_and_write_nothing(fake_openpcdet: dict[
     state = renamed["model_state"]
     renamed["model_state"] = {k.replace("shared_conv", "shared_conv_x"): v for k, v in state.items()}
     torch.save(renamed, tmp_path / "renamed.pth")
+    cfg = re.escape(env["cfg"])
     cases = [
         (["--quant_cfg", str(tmp_path / "typo.yaml")], ConfigError, "did you mean 'drop_prob'"),
-        (["--set", "QUANT.calibrate", "1"], ValueError, "--set"),  # no QUANT section in the config
-        (["--set", "MODEL.NARROW", "yes"], ValueError, "--set"),
+        (["--set", "QUANT.calibrate", "1"], InputError,  # no QUANT section in the config
+         (rf"^--set QUANT\.calibrate: {cfg} has no key 'QUANT' at the top level; the config has no QUANT section: "
+          r"give the quant settings with --quant_cfg$")),
+        (["--set", "MODEL.NAROW", "True"], InputError,
+         rf"^--set MODEL\.NAROW: {cfg} has no key 'NAROW' under MODEL; did you mean MODEL\.NARROW\?$"),
+        (["--set", "model.NARROW", "True"], InputError,
+         rf"^--set model\.NARROW: {cfg} has no key 'model' at the top level; did you mean MODEL\?$"),
+        (["--set", "MODEL.NARROW.X", "1"], InputError, r"^--set MODEL\.NARROW\.X: MODEL\.NARROW in .* is a value"),
+        (["--set", "MODEL.XYZ", "1"], InputError, r"has no key 'XYZ' under MODEL; keys there: BLOCKS, NAME, NARROW,"),
+        (["--set", "MODEL.NARROW", "yes"], InputError, r"^--set MODEL\.NARROW yes: type mismatch"),
         (["--quant_cfg", str(env["root"] / "qdrop.yaml"), "--set", "MODEL.BLOCKS", "2"], KeyError, "does not match"),
     ]
     for extra, error, match in cases:  # input errors: one line and exit status 2; --debug: raised
-        if issubclass(error, (ConfigError, KeyError)):
-            tool_fails(test_tool.main, tool_argv(env, work, None, *extra), error, match, work)
+        tool_fails(test_tool.main, tool_argv(env, work, None, *extra), error, match, work)
         with pytest.raises(error, match=match):
             test_tool.main(tool_argv(env, work, None, "--debug", *extra))
     tool_fails(test_tool.main, tool_argv(env, work, "qdrop", ckpt=tmp_path / "renamed.pth"), KeyError, "shared_conv")

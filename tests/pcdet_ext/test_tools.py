@@ -1,7 +1,7 @@
 """The tools (``tools/pcdet/``) end to end on a stand-in OpenPCDet checkout
 (:mod:`tests.pcdet_ext.fake_openpcdet`; no OpenPCDet needed): quantize, evaluate, report and reload
 (``pcdet_ext.quantize``, ``evaluate``, ``outputs``), RD curves shared between the tools, and a
-reconstruction-only run."""
+reconstruction-only run and its resumed rerun."""
 from __future__ import annotations
 
 import json
@@ -12,6 +12,7 @@ import pytest
 
 pytest.importorskip("spconv.pytorch", reason="spconv is not installed")
 
+from rdoq_plugins.errors import InputError
 from tests.pcdet_ext.conftest import tool_argv, tool_fails
 from tools.pcdet import dp_alloc as dp_alloc_tool
 from tools.pcdet import gen_rd_curves as curves_tool
@@ -77,5 +78,14 @@ def test_recon_tool_writes_a_checkpoint_only(fake_openpcdet: dict[str, Any], tmp
     # The checkpoint, the report and the resumable state (no evaluation results, no spill left).
     assert {p.name for p in (tmp_path / "work").iterdir()} == {"quantized.pth", "report.json", "quant_state"}
     assert [p.name for p in (tmp_path / "work" / "quant_state").iterdir()] == ["state.pth"]
-    with pytest.raises(ValueError, match="quantized already"):
-        recon_tool.main(tool_argv(fake_openpcdet, tmp_path / "other", None, ckpt=tmp_path / "work" / "quantized.pth"))
+    # A rerun resumes the saved state: its report counts both attempts and their time.
+    assert report["attempts"] == 1
+    again = recon_tool.main(tool_argv(fake_openpcdet, tmp_path / "work", "qdrop1"))
+    assert again is not None and again["attempts"] == 2
+    assert again["time_s"]["calibrate"] == report["time_s"]["calibrate"]  # not rerun: the first attempt's
+    assert again["time_s"]["prepare"] > report["time_s"]["prepare"]
+    quantized = tmp_path / "work" / "quantized.pth"  # given where the FP checkpoint belongs: one line, nothing written
+    tool_fails(recon_tool.main, tool_argv(fake_openpcdet, tmp_path / "other", None, ckpt=quantized), InputError,
+               rf"^{quantized} is a quantized checkpoint \(a quantized\.pth of ours\); pass the FP checkpoint it was "
+               rf"made from instead, or evaluate this one with tools/pcdet/test\.py --ckpt {quantized}$",
+               tmp_path / "other")

@@ -31,11 +31,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> dict[str, Any] | None:
     from pcdet_ext.outputs import build_report, write_report
     from pcdet_ext.prepare import prepare
-    from pcdet_ext.quantize import quantize, save_checkpoint
+    from pcdet_ext.quantize import check_fp_checkpoint, quantize, save_checkpoint
     from rdoq_plugins.workflow import barrier
     from rdoq_plugins.workflow.work_dir import hold_work_dir
 
     prep = prepare(args, need_test=False, need_eval=False)
+    check_fp_checkpoint(prep)  # before the work dir is held: an error leaves it untouched
     report = None
     with hold_work_dir(prep.work_dir):
         if prep.rank == 0:  # one process quantizes; the others have nothing to do

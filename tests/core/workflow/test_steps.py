@@ -82,12 +82,20 @@ def test_a_killed_run_resumes_after_its_last_unit(make_session: MakeSession, mon
         run_steps(first, default_steps(first.qcfg))
     monkeypatch.setattr(QDropReconstructor, "__call__", original)
     assert (first.work_dir / STATE_FILE).is_file()
+    state = torch.load(first.work_dir / STATE_FILE, weights_only=True)
+    # The killed attempt's time: calibration, and reconstruction up to its last saved unit.
+    assert state["attempts"] == 1 and state["timings"]["calibrate"] > 0 and state["timings"]["reconstruct"] > 0
 
     again = make_session(QDROP, work_dir=first.work_dir)
     point = resume(again)
     assert point is not None and point.stage == "recon" and point.done_units == ["0"]
+    assert again.result.attempts == 2 and again.result.earlier_timings == state["timings"]
     run_steps(again, default_steps(again.qcfg))
     assert "calibrate" not in again.result.timings and list(again.result.recon_units) == ["0", "2", "4"]
+    total = again.result.total_timings()
+    assert total["calibrate"] == state["timings"]["calibrate"]
+    assert total["reconstruct"] == state["timings"]["reconstruct"] + again.result.timings["reconstruct"]
+    assert torch.load(first.work_dir / STATE_FILE, weights_only=True)["attempts"] == 2
     for (name, a), b in zip(whole.model.state_dict().items(), again.model.state_dict().values()):
         assert torch.equal(a, b), name  # bit-identical to the uninterrupted run
 
