@@ -25,6 +25,9 @@ Three failures, read from the installed spconv sources (the third also measured)
   ``spconv.pytorch.ops`` a ``SpconvOps`` whose ``gather_cpu`` / ``scatter_add_cpu`` run as torch
   ``index_select`` / ``index_add_`` on the same memory; every other member is spconv's own.
 
+Once ``pcdet`` is imported, the real OpenPCDet is patched too
+(:mod:`pcdet_ext.openpcdet_cpu`: its ``.cuda()`` calls and its rotated IoU / NMS).
+
 Nothing is patched while ``torch.cuda.is_available()``.
 """
 from __future__ import annotations
@@ -170,7 +173,8 @@ def cpu_patches_applied() -> list[str]:
 
 
 def apply_cpu_patches() -> list[str]:
-    """Patches spconv for CPU-only runs (no-op with CUDA); idempotent.
+    """Patches spconv, and OpenPCDet when ``pcdet`` is imported, for CPU-only runs (no-op with
+    CUDA); idempotent.
 
     Returns:
         The names of the patches in effect (empty when CUDA is available).
@@ -182,4 +186,6 @@ def apply_cpu_patches() -> list[str]:
     new = [name for name, patch in patches if patch()]
     if new:
         logger.info("no CUDA: patched spconv for CPU (%s)", "; ".join(new))
-    return cpu_patches_applied()
+    from pcdet_ext.openpcdet_cpu import apply_openpcdet_cpu_patches
+
+    return cpu_patches_applied() + apply_openpcdet_cpu_patches()

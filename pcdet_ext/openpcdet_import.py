@@ -38,7 +38,15 @@ def missing_pcdet_message(err: BaseException) -> str:
 def import_pcdet(need_eval: bool = True) -> SimpleNamespace:
     """OpenPCDet's modules the adapter uses: ``config``, ``build_dataloader``, ``build_network``,
     ``common_utils`` and (``need_eval``) ``eval_utils``; :class:`PcdetMissing` with install
-    instructions when they cannot be imported."""
+    instructions when they cannot be imported.
+
+    An unbuilt checkout imports too: ``$OPENPCDET_ROOT`` goes on ``sys.path`` when ``pcdet`` is not
+    importable otherwise, and the compiled extensions, ``pcdet/version.py`` and ``av2`` it lacks
+    come from :mod:`pcdet_ext.standins` (used only where the real ones are missing)."""
+    from pcdet_ext.standins import install_standins
+
+    install_standins()
+    add_openpcdet_root()
     try:
         import pcdet
         from pcdet import config
@@ -53,6 +61,18 @@ def import_pcdet(need_eval: bool = True) -> SimpleNamespace:
     if need_eval:
         ns.eval_utils = import_eval_utils(pcdet)
     return ns
+
+
+def add_openpcdet_root() -> Path | None:
+    """Puts ``$OPENPCDET_ROOT`` first on ``sys.path`` when it is set, holds ``pcdet/`` and ``pcdet``
+    is not importable otherwise; returns the folder added, if any."""
+    root = os.environ.get("OPENPCDET_ROOT")
+    if not root or not (Path(root) / "pcdet" / "__init__.py").is_file():
+        return None
+    if "pcdet" in sys.modules or importlib.util.find_spec("pcdet") is not None:
+        return None
+    sys.path.insert(0, str(Path(root).resolve()))
+    return Path(root).resolve()
 
 
 def eval_utils_candidates(pcdet: ModuleType) -> list[Path]:
@@ -93,6 +113,7 @@ def import_eval_utils(pcdet: ModuleType) -> ModuleType:
 __all__ = [
     "OPENPCDET_INSTALL",
     "PcdetMissing",
+    "add_openpcdet_root",
     "eval_utils_candidates",
     "import_eval_utils",
     "import_pcdet",
