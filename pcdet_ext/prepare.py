@@ -41,7 +41,7 @@ from pcdet_ext.openpcdet_import import import_pcdet
 from pcdet_ext.sparse_detector import load_quantized
 from pcdet_ext.weights import load_fp_weights
 from rdoq_plugins import QuantConfig, fuse_conv_bn
-from rdoq_plugins.cli_flags import rdoq_from_flags
+from rdoq_plugins.cli_flags import rdoq_overrides
 from rdoq_plugins.config.load import plain
 from rdoq_plugins.hashing import content_hash
 from rdoq_plugins.modules import check_overrides, quantizable_layers
@@ -53,6 +53,7 @@ from rdoq_plugins.workflow.checkpoint import (
     state_dict_of,
 )
 from rdoq_plugins.workflow.launch import init_distributed
+from rdoq_plugins.workflow.tool_settings import ToolRole, tool_rdoq
 from rdoq_plugins.workflow.work_dir import check_writable
 
 logger = logging.getLogger("pcdet_ext")
@@ -94,26 +95,27 @@ def default_work_dir(cfg: Any, extra_tag: str) -> Path:
 
 
 def prepare(args: Any, need_test: bool = True, need_calib: bool = True, need_eval: bool = True,
-            rdoq_flags: bool = False) -> Prepared:
+            rdoq_tool: ToolRole | None = None) -> Prepared:
     """Validates every input and builds data and model; writes nothing.
 
     ``args``: the parsed flags of :mod:`pcdet_ext.cli` (``cfg_file``, ``ckpt``, ``set_cfgs``,
     ``quant_cfg``, ``work_dir``, ``batch_size``, ``workers``, ``extra_tag``, ``launcher``,
-    ``local_rank``, ``trust_ckpt``, ``save_to_file``; with ``rdoq_flags`` the RDOQ flags, laid over
-    the ``rdoq`` section)."""
+    ``local_rank``, ``trust_ckpt``, ``save_to_file``; with ``rdoq_tool`` the RDOQ flags, laid over
+    the ``rdoq`` section and the flags the earlier RDOQ tools stored in the work dir, as
+    :func:`~rdoq_plugins.workflow.tool_settings.tool_rdoq` does for that tool)."""
     start = time.time()
     pcdet = import_pcdet(need_eval)
     if not torch.cuda.is_available():
         apply_cpu_patches()
     cfg = load_pcdet_config(pcdet, args.cfg_file, args.set_cfgs)
     qcfg, calib = parse_quant(quant_section(cfg, args.quant_cfg))
-    if rdoq_flags:
-        qcfg = replace(qcfg, rdoq=rdoq_from_flags(qcfg.rdoq, args))
     work_dir = Path(args.work_dir) if args.work_dir is not None else default_work_dir(cfg, args.extra_tag)
     check_writable(work_dir)
     checkpoint = Path(args.ckpt)
     ckpt = read_checkpoint(checkpoint, getattr(args, "trust_ckpt", False), TRUST_HINT)
     quantized = quantized_format(ckpt) is not None
+    if rdoq_tool is not None and not quantized:  # a quantized checkpoint brings its own section
+        qcfg = replace(qcfg, rdoq=tool_rdoq(qcfg.rdoq, rdoq_overrides(args), work_dir, rdoq_tool))
     state = None if quantized else state_dict_of(ckpt, checkpoint)
     if state is not None:
         check_finite(state, checkpoint)

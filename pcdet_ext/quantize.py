@@ -15,6 +15,7 @@ Distributed runs (``--launcher pytorch``): rank 0 alone calibrates and reconstru
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,8 @@ from pcdet_ext.sparse_detector import (
 from rdoq_plugins import fuse_conv_bn
 from rdoq_plugins.config import RDOQConfig
 from rdoq_plugins.errors import InputError
-from rdoq_plugins.workflow import Session, Step, allocate_all, barrier, run_steps
+from rdoq_plugins.workflow import Session, Step, allocate_all, barrier, check_steps, run_step
+from rdoq_plugins.workflow.tool_settings import record_curve_flags
 
 
 def calibration_data(prep: Prepared) -> list[dict[str, Any]]:
@@ -107,10 +109,13 @@ def rd_session(prep: Prepared, cfg: RDOQConfig, batches: list[Any]) -> Session:
                    logger=logger, show_progress=prep.rank == 0)
 
 
-def generate_curves(prep: Prepared, cfg: RDOQConfig) -> dict[str, Any]:
-    """RD curves of every allocated layer into ``work_dir/rd_curves/<hash>/`` (the missing ones only)."""
+def generate_curves(prep: Prepared, cfg: RDOQConfig, flags: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """RD curves of every allocated layer into ``work_dir/rd_curves/<hash>/`` (the missing ones
+    only); after the checks, the RDOQ ``flags`` that set ``cfg`` are recorded for the later tools."""
     session = rd_session(prep, cfg, calibration_data(prep))
-    run_steps(session, [Step.CURVES])
+    check_steps(session, [Step.CURVES])
+    record_curve_flags(session, flags or {})
+    run_step(session, Step.CURVES)
     assert session.result.curves is not None
     return {**asdict(session.result.curves), "time_s": round(session.result.timings["curves"], 2)}
 

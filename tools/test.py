@@ -8,8 +8,10 @@ is loaded: calibration, QDrop reconstruction. The FP model is evaluated first (s
 ``--skip-fp``), then the quantized one. The work dir receives ``report.json`` and the quantized
 checkpoint ``quantized.pth``, which this script evaluates again later without re-calibration.
 A rerun with the same work dir resumes after the last finished reconstruction unit; two runs on
-one work dir at a time are refused (``DIR/.lock``). Bad input stops before any long work with one
-line, ``error: <message>``, and exit status 2 (``--debug``: the traceback).
+one work dir at a time are refused (``DIR/.lock``). With an ``rdoq`` section, the RDOQ flags that
+``gen_rd_curves.py`` and ``dp_alloc.py`` were given in the same work dir apply here too, so their
+curves are reused (this tool takes the same flags, which win). Bad input stops before any long
+work with one line, ``error: <message>``, and exit status 2 (``--debug``: the traceback).
 """
 from __future__ import annotations
 
@@ -23,7 +25,9 @@ from mmdet_ext.evaluate import evaluate
 from mmdet_ext.outputs import finish_run, print_table
 from mmdet_ext.prepare import Prepared, prepare
 from mmdet_ext.quantize import plan_quantization, run_quantization
+from mmdet_ext.rdoq_cli import add_rdoq_args, apply_rdoq_flags
 from rdoq_plugins.workflow import Result, init_distributed
+from rdoq_plugins.workflow.tool_settings import TEST
 from rdoq_plugins.workflow.work_dir import hold_work_dir
 
 
@@ -33,6 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval", nargs="+", default=["bbox"], help="metrics, as in mmdet (default: bbox)")
     parser.add_argument("--skip-fp", action="store_true", help="do not evaluate the FP model")
     parser.add_argument("--fuse-conv-bn", action="store_true", help="accepted for compatibility; BN is always folded")
+    add_rdoq_args(parser)
     return parse_run_args(parser, argv)
 
 
@@ -48,6 +53,8 @@ def _run_held(prep: Prepared, args: argparse.Namespace, start: float) -> dict[st
     """The run once the work dir is held: the quantization plan (its checks), FP evaluation,
     quantization, quantized evaluation, report. Every time goes into the session's result before
     the steps run, so the resumable state counts it and a resumed run's report sums every attempt."""
+    if not prep.quantized_checkpoint:
+        apply_rdoq_flags(prep, args, TEST)  # the rdoq section with what the RDOQ tools stored here
     planned = None if prep.quantized_checkpoint else plan_quantization(prep)  # checks before the FP evaluation
     result = planned.session.result if planned is not None else Result()
     result.add_time("prepare", time.time() - start)

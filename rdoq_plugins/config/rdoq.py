@@ -16,6 +16,7 @@ Example (YAML)::
       weight_bits: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
       weight_ratios: [1.0, 0.9, 0.8, 0.7, 0.6, 0.5]
       calib_images: 32             # images used for curves (default: all calibration images)
+      passes: 4                    # second_order: passes over the images, each storing its share of layers
 """
 from __future__ import annotations
 
@@ -84,6 +85,7 @@ class RDOQConfig:
     kappa: float = 1e-7
     seed: int = 0
     calib_images: int | None = None
+    passes: int = 4
     additivity: bool = True
 
     @classmethod
@@ -120,17 +122,25 @@ class RDOQConfig:
             kappa=get_float(data, "kappa", cls.kappa, path, 0.0),
             seed=get_int(data, "seed", cls.seed, path, 0),
             calib_images=None if images is None else get_int(data, "calib_images", None, path, 1),
+            passes=get_int(data, "passes", cls.passes, path, 1),
             additivity=get_bool(data, "additivity", cls.additivity, path),
         )
-        budgets = [("target_rates", r, False) for r in rates]
-        if cfg.act_rate is not None:
-            budgets.append(("act_rate", cfg.act_rate, True))
-        for key, rate, acts in budgets:
-            lo, hi = cfg.rate_range(acts)
-            if not lo <= rate <= hi:
-                raise ConfigError(join(path, key), f"{rate} is outside what the candidate bits and min_bits allow",
-                                  list(rates) if key == "target_rates" else rate, f"rates in [{lo}, {hi}]")
+        cfg.check_rates(path)
         return cfg
+
+    def check_rates(self, path: str = "rdoq") -> None:
+        """Every target rate (and ``act_rate``) lies within the bits the curves are computed for
+        (``weight_bits`` / ``act_bits`` at or above ``min_bits``): a :class:`ConfigError` naming
+        the key, the rate and the allowed range otherwise."""
+        budgets = [("target_rates", r, False) for r in self.target_rates]
+        if self.act_rate is not None:
+            budgets.append(("act_rate", self.act_rate, True))
+        for key, rate, acts in budgets:
+            lo, hi = self.rate_range(acts)
+            if not lo <= rate <= hi:
+                raise ConfigError(join(path, key), f"{rate} is outside the curves' bits and min_bits",
+                                  list(self.target_rates) if key == "target_rates" else rate,
+                                  f"rates in [{lo}, {hi}]")
 
     def rate_range(self, acts: bool = False) -> tuple[int, int]:
         """The lowest and highest average rate the candidates can reach; with ``target: both``,
@@ -151,4 +161,6 @@ class RDOQConfig:
             out[k] = list(out[k])
         if self.act_rate is None:  # absent unless set: configs without it hash alike (resume)
             del out["act_rate"]
+        if self.passes == RDOQConfig.passes:  # as act_rate: run hashes of earlier configs stay
+            del out["passes"]
         return out

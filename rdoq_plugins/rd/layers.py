@@ -2,6 +2,7 @@
 (second-order or measured; Wang et al., "RDO-Q", ECCV 2022)."""
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -14,6 +15,7 @@ from rdoq_plugins.modules.level_quantizer import LevelQuantizer
 from rdoq_plugins.modules.quant_layer import QuantLayer
 from rdoq_plugins.rd.candidates import CandidateGrid
 from rdoq_plugins.rd.curve import LayerCurve, TensorKind
+from rdoq_plugins.rd.finite import check_curve_finite, check_model_finite
 from rdoq_plugins.rd.measured import measured_curves
 from rdoq_plugins.rd.second_order import second_order_curves
 from rdoq_plugins.rd.spec import CurveSpec
@@ -74,6 +76,12 @@ def curve_keys(layers: Mapping[str, QuantLayer], target: Target) -> list[tuple[s
             if not (k is TensorKind.ACT and per_level_input(layer))]
 
 
+def layer_passes(names: Sequence[str], passes: int) -> list[list[str]]:
+    """``names`` split into at most ``passes`` runs of consecutive layers of near-equal length."""
+    size = max(1, math.ceil(len(names) / max(1, passes)))
+    return [list(names[i:i + size]) for i in range(0, len(names), size)]
+
+
 def compute_curves(
     model: nn.Module,
     layers: Mapping[str, QuantLayer],
@@ -87,17 +95,32 @@ def compute_curves(
     writer: bool = True,
 ) -> tuple[dict[tuple[str, TensorKind], LayerCurve], int]:
     """Every curve the config needs, computing only those not in ``store`` (``writer``: this
-    process saves them). Returns the curves and how many were computed now."""
+    process saves them). Returns the curves and how many were computed now.
+
+    Curves are stored as they are done, so a killed run resumes with the missing layers: the
+    measured estimator stores each layer's curve, the second-order one splits each kind's layers
+    into ``cfg.passes`` runs (one pass over the batches each; the projections restart from the
+    seed in every pass, so the curves are those of a single pass) and stores each run's curves.
+    Non-finite weights or curves raise :class:`NonFiniteError` naming the layer."""
     keys = curve_keys(layers, cfg.target)
     missing = store.missing(keys)
-    save = store.save if writer else (lambda c: None)
+    if missing:
+        check_model_finite(model)
+
+    def save(curve: LayerCurve) -> None:
+        check_curve_finite(curve)
+        if writer:
+            store.save(curve)
+
     for kind in dict.fromkeys(k for _, k in missing):  # one pass per kind: each over its own layers
         todo = {n: layers[n] for n, k in missing if k is kind}
         spec = replace(curve_spec(cfg), kinds=(kind,))
-        if cfg.estimator is Estimator.SECOND_ORDER:
-            for curve in second_order_curves(model, todo, batches, outputs, spec, images, progress,
+        if cfg.estimator is not Estimator.SECOND_ORDER:
+            measured_curves(model, todo, batches, outputs, spec, images, progress, reduce_mean, on_curve=save)
+            continue
+        for names in layer_passes(list(todo), cfg.passes):
+            part = {n: todo[n] for n in names}
+            for curve in second_order_curves(model, part, batches, outputs, spec, images, progress,
                                              reduce_mean).values():
                 save(curve)
-        else:
-            measured_curves(model, todo, batches, outputs, spec, images, progress, reduce_mean, on_curve=save)
     return {key: store.load(*key) for key in keys}, len(missing)

@@ -16,9 +16,10 @@ from rdoq_plugins.config import QuantConfig
 from rdoq_plugins.recon.select import select_units
 from rdoq_plugins.workflow.allocate import allocate_step
 from rdoq_plugins.workflow.calibrate import calibrate_step
-from rdoq_plugins.workflow.curves import allocated_layers, curves_step
+from rdoq_plugins.workflow.curves import allocated_layers, curves_step, rdoq_section
 from rdoq_plugins.workflow.reconstruct import plan_reconstruction, reconstruct_step
 from rdoq_plugins.workflow.session import Session
+from rdoq_plugins.workflow.tool_settings import other_curves_note
 
 
 class Step(str, Enum):
@@ -66,14 +67,21 @@ def check_order(steps: Sequence[Step]) -> None:
 
 
 def check_steps(session: Session, steps: Sequence[Step]) -> None:
-    """The checks each step can make before any long work (units, layers, disk space)."""
+    """The checks each step can make before any long work (units, layers, disk space, the
+    target rates within the curves' bits), and a warning when the work dir's stored curves are
+    not this run's."""
     check_order(steps)
     if Step.RECONSTRUCT in steps:
         plan_reconstruction(session)
     elif session.qcfg.recon is not None:  # recon.exclude names real units even when another tool runs
         select_units(session.adapter.units(session.model), session.qcfg.recon.exclude)
     if Step.CURVES in steps or Step.ALLOCATE in steps:
+        rdoq_section(session).check_rates()  # the target rates lie within the curves' bits
         allocated_layers(session)
+    if Step.CURVES in steps:
+        note = other_curves_note(session)
+        if note is not None:
+            session.logger.warning(note)
 
 
 def run_step(session: Session, step: Step) -> None:

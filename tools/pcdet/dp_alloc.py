@@ -3,10 +3,12 @@
     python $RDOQ_PLUGINS/tools/pcdet/dp_alloc.py --cfg_file CFG --ckpt CKPT --work_dir DIR [--quant_cfg FILE]
         --solver dp|lagrangian|greedy --target_rates 2 4 6 8 [--min_bits 1] [--no-measure]
 
-Reads the curves ``tools/pcdet/gen_rd_curves.py`` wrote for the same config into ``DIR``, allocates
-each target rate, measures each allocation's distortion at the head outputs beside the predicted
-sum (the additivity check), and writes ``DIR/rd_alloc/``: ``rate_<r>.json`` (per-group choices),
-``summary.json``, ``rd_curves.png`` and ``bits_heatmap.png``.
+Reads the curves ``tools/pcdet/gen_rd_curves.py`` wrote for the same config into ``DIR`` (its RDOQ
+flags, recorded there, apply here too unless a flag says otherwise), allocates each target rate,
+measures each allocation's distortion at the head outputs beside the predicted sum (the additivity
+check), and writes ``DIR/rd_alloc/``: ``rate_<r>.json`` (per-group choices), ``summary.json``,
+``rd_curves.png`` and ``bits_heatmap.png``; its allocation flags go to
+``DIR/rd_alloc/settings.json`` for ``tools/pcdet/test.py``.
 """
 from __future__ import annotations
 
@@ -44,10 +46,12 @@ def print_summary(summary: dict[str, Any]) -> None:
 def run(args: argparse.Namespace) -> dict[str, Any] | None:
     from pcdet_ext.prepare import prepare
     from pcdet_ext.quantize import allocate
+    from rdoq_plugins.cli_flags import rdoq_overrides
     from rdoq_plugins.workflow import barrier
+    from rdoq_plugins.workflow.tool_settings import DP_ALLOC, record_alloc_flags
     from rdoq_plugins.workflow.work_dir import hold_work_dir
 
-    prep = prepare(args, need_test=False, need_eval=False, need_calib=not args.no_measure, rdoq_flags=True)
+    prep = prepare(args, need_test=False, need_eval=False, need_calib=not args.no_measure, rdoq_tool=DP_ALLOC)
     summary = None
     with hold_work_dir(prep.work_dir):
         if prep.rank == 0:
@@ -56,6 +60,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
             if args.no_measure:
                 cfg = replace(cfg, additivity=False)
             summary = allocate(prep, cfg)
+            record_alloc_flags(prep.work_dir, rdoq_overrides(args))  # for tools/pcdet/test.py
             print_summary(summary)
         barrier()
     return summary

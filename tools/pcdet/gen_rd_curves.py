@@ -4,9 +4,10 @@
         [--estimator second_order|measured] [--nchannelbatch 8] [--testsize 32] [--maxrates 11]
 
 The distortion is measured at the outputs of every head branch. Curves go to
-``DIR/rd_curves/<hash>/``, one file per layer; a rerun computes only the missing ones.
-``tools/pcdet/dp_alloc.py`` allocates bits from them, and ``tools/pcdet/test.py`` with the same
-work dir and config reuses them.
+``DIR/rd_curves/<hash>/``, one file per layer, stored as they are done: a rerun (also after a kill)
+computes only the missing ones. The RDOQ flags given here are recorded in
+``DIR/rd_curves/settings.json``: ``tools/pcdet/dp_alloc.py`` and ``tools/pcdet/test.py`` with the
+same work dir take them over and reuse the curves.
 """
 from __future__ import annotations
 
@@ -33,15 +34,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> dict[str, Any] | None:
     from pcdet_ext.prepare import prepare
     from pcdet_ext.quantize import generate_curves
+    from rdoq_plugins.cli_flags import rdoq_overrides
     from rdoq_plugins.workflow import barrier
+    from rdoq_plugins.workflow.tool_settings import GEN_RD_CURVES
     from rdoq_plugins.workflow.work_dir import hold_work_dir
 
-    prep = prepare(args, need_test=False, need_eval=False, rdoq_flags=True)
+    prep = prepare(args, need_test=False, need_eval=False, rdoq_tool=GEN_RD_CURVES)
     info = None
     with hold_work_dir(prep.work_dir):
         if prep.rank == 0:
             assert prep.qcfg.rdoq is not None
-            info = generate_curves(prep, prep.qcfg.rdoq)
+            info = generate_curves(prep, prep.qcfg.rdoq, rdoq_overrides(args))
             print(json.dumps(info, indent=2))
         barrier()
     return info

@@ -10,7 +10,9 @@ Run from OpenPCDet's tools/ folder (its configs name paths relative to it):
 The quant section is the config's top-level QUANT key, with --quant_cfg's keys laid over it. The
 FP model is evaluated (skip with --skip_fp), then calibrated, allocated (rdoq) and reconstructed
 (recon), then evaluated again with OpenPCDet's eval_utils.eval_one_epoch. The work dir receives
-quantized.pth, report.json and the evaluation results (eval/fp, eval/quant).
+quantized.pth, report.json and the evaluation results (eval/fp, eval/quant). With an rdoq section,
+the RDOQ flags gen_rd_curves.py and dp_alloc.py were given in the same work dir apply here too, so
+their curves are reused; this tool takes the same flags, which win.
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ def _own_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    return parse_pcdet_args(tool_parser(__doc__, work_dir_required=False, extra=_own_flags), argv)
+    return parse_pcdet_args(tool_parser(__doc__, work_dir_required=False, rdoq=True, extra=_own_flags), argv)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -43,9 +45,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from pcdet_ext.outputs import build_report, print_table, write_report
     from pcdet_ext.prepare import prepare
     from pcdet_ext.quantize import quantize_on_rank0
+    from rdoq_plugins.workflow.tool_settings import TEST
     from rdoq_plugins.workflow.work_dir import hold_work_dir
 
-    prep = prepare(args)
+    prep = prepare(args, rdoq_tool=TEST)
     with hold_work_dir(prep.work_dir):  # the work dir is this run's from here on
         fp: dict[str, float] = {}
         if not args.skip_fp and not prep.quantized_checkpoint:
