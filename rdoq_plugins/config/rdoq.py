@@ -16,7 +16,7 @@ Example (YAML)::
       weight_bits: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
       weight_ratios: [1.0, 0.9, 0.8, 0.7, 0.6, 0.5]
       calib_images: 32             # images used for curves (default: all calibration images)
-      passes: 4                    # second_order: passes over the images, each storing its share of layers
+      passes: 2                    # second_order: passes over the images, each storing its share of layers
 """
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ class RDOQConfig:
     kappa: float = 1e-7
     seed: int = 0
     calib_images: int | None = None
-    passes: int = 4
+    passes: int = 2
     additivity: bool = True
 
     @classmethod
