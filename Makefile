@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.stamps
 PIP_INSTALL := $(PIP) install --disable-pip-version-check -c constraints.txt
 
-.PHONY: install test demo demo-core bench data docs clean
+.PHONY: install test test-openpcdet demo demo-core bench data docs clean
 
 install: $(STAMP)/project
 
@@ -43,6 +43,19 @@ $(STAMP)/project: $(STAMP)/deps pyproject.toml
 
 test: install
 	$(PY) -m pytest
+
+# The adapter against a real OpenPCDet checkout on CPU (no build: pcdet_ext/standins stands in for
+# its compiled ops): OPENPCDET_ROOT=/path/to/OpenPCDet make test-openpcdet. Installs OpenPCDet's
+# pure-Python dependencies (kornia 0.6.12: later releases break its Argoverse 2 module at import),
+# then runs tests/pcdet_ext/test_real_openpcdet.py (skipped with the reason when the variable is unset).
+OPENPCDET_DEPS := easydict pyquaternion numba scikit-image SharedArray pandas "kornia==0.6.12"  # cv2: mmcv's opencv-python (constraints.txt)
+test-openpcdet: install
+	@test -n "$(OPENPCDET_ROOT)" && test -f "$(OPENPCDET_ROOT)/pcdet/__init__.py" || \
+		{ echo "error: set OPENPCDET_ROOT to an OpenPCDet checkout (git clone https://github.com/open-mmlab/OpenPCDet)"; exit 2; }
+	$(PIP_INSTALL) $(OPENPCDET_DEPS)
+	OMP_NUM_THREADS=1 OPENPCDET_ROOT=$(OPENPCDET_ROOT) PYTHONPATH=$(OPENPCDET_ROOT) \
+		$(PY) -m pytest tests/pcdet_ext/test_real_openpcdet.py tests/pcdet_ext/test_openpcdet_cpu.py \
+		tests/pcdet_ext/test_rotated_boxes.py tests/rdoq_bench/test_nuscenes_format.py
 
 # The embedded benchmark's data: generated, never downloaded (~40 s).
 data/digits_coco/spec.json: | install
