@@ -5,7 +5,9 @@ section to a detector config, then run ``tools/test.py`` or ``tools/dist_test.sh
 """
 from rdoq_plugins.quiet import quiet_cpu_warnings
 
-quiet_cpu_warnings()  # before mmcv is imported, which prints them (the tools import this package first)
+# mmcv 1.x's notice of its 2.0 release, printed at import (a regex, matched at the start)
+MMCV_MESSAGE = r"On January 1, 2023, MMCV will release v2\.0\.0"
+quiet_cpu_warnings([(MMCV_MESSAGE, "mmcv")])  # before mmcv is imported (the tools import this package first)
 
 from mmdet_ext.hooks import BitAllocHook, QDropReconHook, QuantCalibHook, QuantHook, RDCurvesHook
 

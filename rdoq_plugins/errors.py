@@ -11,6 +11,6 @@ class InputError(ValueError):
     """An input the user can fix (a file, a folder, a flag); the message names it."""
 
 
-class NonFiniteError(FloatingPointError):
+class NonFiniteError(RuntimeError):
     """A NaN or infinity in a weight, activation, scale or loss while the model is quantized; the
     message names the layer or unit where it appeared."""

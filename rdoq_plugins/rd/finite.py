@@ -8,21 +8,14 @@ value), each curve before it is stored (the message names its layer).
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
+from rdoq_plugins.errors import NonFiniteError
+from rdoq_plugins.finite import bad_values as _bad
 from rdoq_plugins.modules.switch import quantizers
 from rdoq_plugins.rd.curve import LayerCurve
 
-
-class NonFiniteError(RuntimeError):
-    """A NaN or infinite value met while computing RD curves; the message names the layer."""
-
-
-def _bad(t: Tensor) -> int:
-    """How many values of ``t`` are NaN or infinite (0 for integer tensors)."""
-    if not t.is_floating_point():
-        return 0
-    return int((~torch.isfinite(t)).sum())
+__all__ = ["NonFiniteError", "check_curve_finite", "check_model_finite"]
 
 
 def check_model_finite(model: nn.Module) -> None:
