@@ -1,0 +1,231 @@
+"""ONNX export with QuantizeLinear / DequantizeLinear nodes carrying the model's exact integers.
+
+A quantized model is traced (TorchScript exporter, opset 20) with the markers of
+:mod:`rdoq_plugins.export.marks`, then rewritten for opset 21 (ONNX operator specs,
+QuantizeLinear-21 / DequantizeLinear-21: int4 / uint4 containers and per-axis scales):
+
+* weight ``rdoq::W`` -> ``DequantizeLinear`` of an integer initializer holding
+  :func:`~rdoq_plugins.export.integers.weight_integers`, per-axis scales (a channel group's step is
+  repeated over its channels) and zero points; channel runs whose groups need different containers
+  (the narrowest of int4 / int8 / int16, uint* when asymmetric) get one DequantizeLinear each,
+  joined by ``Concat``. A group of ``b`` bits below its container holds integers of the ``b``-bit
+  range only, so it is exact; a pruned (0-bit) group is zeros.
+* activation ``rdoq::Act`` -> ``[Max, Min] -> QuantizeLinear -> DequantizeLinear``; the clip to the
+  ``b``-bit range (in float, on the grid's end points) is added only when ``b`` is below the container.
+* ``rdoq::Out`` -> ``Identity`` whose output names a layer output (graph outputs with ``probe``).
+
+Opset 21 changed only the types of the opset-20 operators it revised, so the traced operators keep
+their meaning. ``onnx`` is imported inside the functions: the core imports no ONNX package.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rdoq_plugins.export.integers import LayerIntegers, NotDeployableError, QuantParams
+from rdoq_plugins.export.marks import Marks, marked
+from rdoq_plugins.granularity import channel_axis, unit_index
+
+OPSET = 21
+TRACE_OPSET = 20
+CONTAINERS = ((4, "INT4", "UINT4"), (8, "INT8", "UINT8"), (16, "INT16", "UINT16"))
+
+
+@dataclass
+class Exported:
+    """The rewritten graph and, per layer, what it became."""
+
+    model: Any  # onnx.ModelProto
+    marks: Marks
+    layers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    probes: dict[str, str] = field(default_factory=dict)  # output key -> tensor name, in graph order
+    outputs: list[str] = field(default_factory=list)  # the model's own outputs
+
+
+def container(bits: int, symmetric: bool) -> tuple[str, int]:
+    """The narrowest ONNX integer type (name, width) holding ``bits`` bits."""
+    for width, signed, unsigned in CONTAINERS:
+        if bits <= width:
+            return (signed if symmetric else unsigned), width
+    raise NotDeployableError(f"{bits} bits exceed the widest container (16)")
+
+
+def _int_tensor(name: str, type_name: str, values: np.ndarray) -> Any:
+    from onnx import TensorProto, helper
+
+    dtype = getattr(TensorProto, type_name)
+    return helper.make_tensor(name, dtype, list(values.shape), values.astype(np.int64).ravel().tolist())
+
+
+def _float_tensor(name: str, values: np.ndarray) -> Any:
+    from onnx import numpy_helper
+
+    return numpy_helper.from_array(np.asarray(values, dtype=np.float32), name)
+
+
+def _per_channel(values: torch.Tensor, p: QuantParams, channels: int) -> np.ndarray:
+    return values[unit_index(p.granularity, channels)].numpy()
+
+
+def _weight_nodes(key: str, out: str, ints: LayerIntegers, inits: list[Any]) -> tuple[list[Any], dict[str, Any]]:
+    """DequantizeLinear node(s) producing ``out`` from ``ints`` (see the module docstring)."""
+    from onnx import helper
+
+    p = ints.params
+    axis = channel_axis(p.granularity)
+    q = ints.q.numpy()
+    axis = 0 if axis is None else axis % q.ndim
+    channels = q.shape[axis] if channel_axis(p.granularity) is not None else 1
+    unit_of = unit_index(p.granularity, channels).numpy()
+    bits = p.bits.numpy()
+    kinds = [container(int(bits[u]), p.symmetric) for u in unit_of]
+    runs: list[tuple[int, int]] = []  # channel ranges with one container
+    for c in range(channels):
+        if runs and kinds[c] == kinds[runs[-1][0]]:
+            runs[-1] = (runs[-1][0], c + 1)
+        else:
+            runs.append((c, c + 1))
+    scale = _per_channel(p.scale, p, channels).astype(np.float32)
+    zp = np.where(bits[unit_of] > 0, _per_channel(p.zero_point, p, channels), 0).astype(np.int64)
+    nodes, names = [], []
+    for i, (a, b) in enumerate(runs):
+        type_name, width = kinds[a]
+        lo, hi = (-(1 << (width - 1)), (1 << (width - 1)) - 1) if p.symmetric else (0, (1 << width) - 1)
+        if zp[a:b].min() < lo or zp[a:b].max() > hi:
+            raise NotDeployableError(f"{key}: zero points {zp[a:b].min()}..{zp[a:b].max()} outside {type_name}")
+        tag = f"{key}/{i}" if len(runs) > 1 else key
+        part = q if channel_axis(p.granularity) is None else np.take(q, np.arange(a, b), axis=axis)
+        inits += [_int_tensor(f"{tag}/q", type_name, part), _float_tensor(f"{tag}/scale", scale[a:b]),
+                  _int_tensor(f"{tag}/zero_point", type_name, zp[a:b])]
+        if channel_axis(p.granularity) is None:
+            inits[-2], inits[-1] = _float_tensor(f"{tag}/scale", scale[0]), _int_tensor(
+                f"{tag}/zero_point", type_name, np.asarray(zp[0]))
+        name = out if len(runs) == 1 else f"{tag}/w"
+        nodes.append(helper.make_node("DequantizeLinear", [f"{tag}/q", f"{tag}/scale", f"{tag}/zero_point"], [name],
+                                      name=f"{tag}/DequantizeLinear", axis=axis))
+        names.append(name)
+    if len(runs) > 1:
+        nodes.append(helper.make_node("Concat", names, [out], name=f"{key}/Concat", axis=axis))
+    used = sorted({k[0] for k in kinds})
+    return nodes, {"containers": used, "runs": len(runs), "bits": sorted({int(b) for b in bits.tolist()})}
+
+
+def _act_nodes(key: str, src: str, out: str, p: QuantParams, inits: list[Any]) -> tuple[list[Any], dict[str, Any]]:
+    """``[Max, Min] -> QuantizeLinear -> DequantizeLinear`` from ``src`` to ``out``."""
+    from onnx import helper
+
+    bits = p.bits.numpy()
+    if (bits == 0).any():
+        raise NotDeployableError(f"{key}: a pruned activation unit has no integer form")
+    type_name, width = container(int(bits.max()), p.symmetric)
+    axis = channel_axis(p.granularity)
+    lo_q, hi_q = (t.numpy() for t in p.bounds())
+    s, z = p.scale.numpy().astype(np.float32), p.zero_point.numpy().astype(np.int64)
+    per_axis = axis is not None and s.size > 1
+    shape: tuple[int, ...] = s.shape if per_axis else ()
+    inits += [_float_tensor(f"{key}/scale", s.reshape(shape) if per_axis else s.reshape(-1)[0]),
+              _int_tensor(f"{key}/zero_point", type_name, z.reshape(shape) if per_axis else np.asarray(z.reshape(-1)[0]))]
+    nodes, x = [], src
+    if int(bits.min()) < width:
+        lo_f = ((lo_q - z).astype(np.float32) * s).astype(np.float32)
+        hi_f = ((hi_q - z).astype(np.float32) * s).astype(np.float32)
+        if per_axis:
+            raise NotDeployableError(f"{key}: per-channel activation bits below their container are not exported")
+        inits += [_float_tensor(f"{key}/lo", lo_f.reshape(-1)[0]), _float_tensor(f"{key}/hi", hi_f.reshape(-1)[0])]
+        nodes += [helper.make_node("Max", [src, f"{key}/lo"], [f"{key}/ge"], name=f"{key}/Max"),
+                  helper.make_node("Min", [f"{key}/ge", f"{key}/hi"], [f"{key}/clipped"], name=f"{key}/Min")]
+        x = f"{key}/clipped"
+    extra = {"axis": int(axis)} if per_axis else {}
+    nodes += [helper.make_node("QuantizeLinear", [x, f"{key}/scale", f"{key}/zero_point"], [f"{key}/q"],
+                               name=f"{key}/QuantizeLinear", **extra),
+              helper.make_node("DequantizeLinear", [f"{key}/q", f"{key}/scale", f"{key}/zero_point"], [out],
+                               name=f"{key}/DequantizeLinear", **extra)]
+    return nodes, {"container": type_name, "bits": sorted({int(b) for b in bits.tolist()}), "clipped": len(nodes) > 2}
+
+
+def _prune(graph: Any) -> None:
+    """Drops nodes whose outputs nothing reads and initializers no node reads (the traced FP
+    weights and fake-quantization arithmetic the markers replaced)."""
+    outputs = {o.name for o in graph.output}
+    while True:
+        used = outputs | {i for n in graph.node for i in n.input}
+        dead = [n for n in graph.node if not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            graph.node.remove(n)
+    used = {i for n in graph.node for i in n.input}
+    for init in [t for t in graph.initializer if t.name not in used]:
+        graph.initializer.remove(init)
+
+
+def rewrite(model: Any, marks: Marks, probe: bool) -> Exported:
+    """Replaces the markers of a traced model by Q/DQ nodes (in place) and sets opset 21."""
+    from onnx import TensorProto, helper
+
+    graph = model.graph
+    result = Exported(model, marks)
+    new_nodes, inits = [], []
+    for node in graph.node:
+        if node.domain != "rdoq":
+            new_nodes.append(node)
+            continue
+        key = next(a.s.decode() for a in node.attribute if a.name == "key")
+        if node.op_type == "W":
+            nodes, info = _weight_nodes(key, node.output[0], marks.weights[key], inits)
+        elif node.op_type == "Act":
+            nodes, info = _act_nodes(key, node.input[0], node.output[0], marks.acts[key], inits)
+        else:
+            nodes, info = [helper.make_node("Identity", [node.input[0]], [node.output[0]], name=key)], {}
+            result.probes[key] = node.output[0]
+        new_nodes += nodes
+        info["nodes"] = [n.name for n in nodes]
+        layer = marks.outputs.get(key) or next(n for n, ks in marks.layer_keys.items() if key in ks)
+        result.layers.setdefault(layer, {})[key] = info
+    del graph.node[:]
+    graph.node.extend(new_nodes)
+    graph.initializer.extend(inits)
+    result.outputs = [o.name for o in graph.output]
+    if probe:
+        graph.output.extend(helper.make_tensor_value_info(t, TensorProto.FLOAT, marks.shapes[k])
+                            for k, t in result.probes.items() if t not in result.outputs)
+    _prune(graph)
+    del model.opset_import[:]
+    model.opset_import.extend([helper.make_opsetid("", OPSET)])
+    model.ir_version = max(model.ir_version, 10)
+    return result
+
+
+def export_qdq(module: nn.Module, args: tuple[Any, ...], root: nn.Module, input_names: list[str],
+               output_names: list[str], probe: bool = False) -> Exported:
+    """Traces ``module(*args)`` (which runs the quantized ``root``) and rewrites it to Q/DQ form.
+
+    ``probe``: every quantized layer's output is also a graph output (for the parity check)."""
+    import onnx
+
+    buffer = io.BytesIO()
+    with torch.no_grad():
+        for layer in root.modules():  # fills the weight caches so the trace holds no rounding arithmetic
+            if hasattr(layer, "quantized_weight"):
+                layer.quantized_weight()
+        with marked(root, probe=probe) as marks:
+            torch.onnx.export(module, args, buffer, dynamo=False, opset_version=TRACE_OPSET,
+                              input_names=input_names, output_names=output_names, do_constant_folding=True,
+                              custom_opsets={"rdoq": 1})
+    return rewrite(onnx.load_from_string(buffer.getvalue()), marks, probe)
+
+
+def save(exported: Exported, path: Path, check: bool = True) -> None:
+    """Writes the model; ``check``: ``onnx.checker`` with full checks (types and shapes) first."""
+    import onnx
+
+    if check:
+        onnx.checker.check_model(exported.model, full_check=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(exported.model, str(path))
