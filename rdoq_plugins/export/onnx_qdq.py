@@ -172,30 +172,41 @@ def rewrite(model: Any, marks: Marks, probe: bool) -> Exported:
     graph = model.graph
     result = Exported(model, marks)
     new_nodes, inits = [], []
+    weight_out: dict[str, str] = {}
     for node in graph.node:
         if node.domain != "rdoq":
             new_nodes.append(node)
             continue
         key = next(a.s.decode() for a in node.attribute if a.name == "key")
-        if node.op_type == "W":
+        if node.op_type == "W" and key in weight_out:  # a layer shared by pyramid levels: one weight
+            nodes, info = [helper.make_node("Identity", [weight_out[key]], [node.output[0]],
+                                            name=f"{key}/{node.output[0]}")], {}
+        elif node.op_type == "W":
             nodes, info = _weight_nodes(key, node.output[0], marks.weights[key], inits)
+            weight_out[key] = node.output[0]
         elif node.op_type == "Act":
             nodes, info = _act_nodes(key, node.input[0], node.output[0], marks.acts[key], inits)
         else:
             nodes, info = [helper.make_node("Identity", [node.input[0]], [node.output[0]], name=key)], {}
             result.probes[key] = node.output[0]
         new_nodes += nodes
-        info["nodes"] = [n.name for n in nodes]
         layer = marks.outputs.get(key) or next(n for n, ks in marks.layer_keys.items() if key in ks)
-        result.layers.setdefault(layer, {})[key] = info
+        entry = result.layers.setdefault(layer, {}).setdefault(key, info)
+        entry.setdefault("nodes", []).extend(n.name for n in nodes)
     del graph.node[:]
     graph.node.extend(new_nodes)
     graph.initializer.extend(inits)
     result.outputs = [o.name for o in graph.output]
     if probe:
-        graph.output.extend(helper.make_tensor_value_info(t, TensorProto.FLOAT, marks.shapes[k])
+        graph.output.extend(helper.make_tensor_value_info(t, TensorProto.FLOAT, [f"{k}:{i}" for i in
+                                                                              range(len(marks.shapes[k]))])
                             for k, t in result.probes.items() if t not in result.outputs)
     _prune(graph)
+    del graph.value_info[:]  # traced shapes of renamed tensors; onnxruntime infers them again
+    for out in graph.output:  # the tracer can give two outputs one symbolic size (FPN P6 and P7)
+        for i, dim in enumerate(out.type.tensor_type.shape.dim):
+            if dim.dim_param:
+                dim.dim_param = f"{out.name}_{i}"
     del model.opset_import[:]
     model.opset_import.extend([helper.make_opsetid("", OPSET)])
     model.ir_version = max(model.ir_version, 10)
@@ -203,10 +214,12 @@ def rewrite(model: Any, marks: Marks, probe: bool) -> Exported:
 
 
 def export_qdq(module: nn.Module, args: tuple[Any, ...], root: nn.Module, input_names: list[str],
-               output_names: list[str], probe: bool = False) -> Exported:
+               output_names: list[str], probe: bool = False,
+               dynamic_axes: dict[str, dict[int, str]] | None = None) -> Exported:
     """Traces ``module(*args)`` (which runs the quantized ``root``) and rewrites it to Q/DQ form.
 
-    ``probe``: every quantized layer's output is also a graph output (for the parity check)."""
+    ``probe``: every quantized layer's output is also a graph output (for the parity check).
+    ``dynamic_axes``: as ``torch.onnx.export``'s."""
     import onnx
 
     buffer = io.BytesIO()
@@ -217,7 +230,7 @@ def export_qdq(module: nn.Module, args: tuple[Any, ...], root: nn.Module, input_
         with marked(root, probe=probe) as marks:
             torch.onnx.export(module, args, buffer, dynamo=False, opset_version=TRACE_OPSET,
                               input_names=input_names, output_names=output_names, do_constant_folding=True,
-                              custom_opsets={"rdoq": 1})
+                              custom_opsets={"rdoq": 1}, dynamic_axes=dynamic_axes)
     return rewrite(onnx.load_from_string(buffer.getvalue()), marks, probe)
 
 

@@ -3,8 +3,9 @@
 Both run the same inputs: PyTorch with forward hooks on every quantized layer, onnxruntime on the
 probed export (:func:`rdoq_plugins.export.onnx_qdq.export_qdq` with ``probe=True``), whose graph
 outputs include each layer call's output. For each call, the difference is ``max |a - b|`` over
-the PyTorch output's range (``max - min``); the first call in execution order above ``tol`` is
-named. ``onnxruntime`` is imported inside :func:`run_parity`.
+the PyTorch output's range, ``max(max - min, max |b|)`` (the magnitude bounds float rounding when
+an output is nearly constant, e.g. an untrained classifier at its prior bias); the first call in
+execution order above ``tol`` is named. ``onnxruntime`` is imported inside :func:`run_parity`.
 """
 from __future__ import annotations
 
@@ -85,7 +86,7 @@ def run_parity(exported: Exported, onnx_bytes: bytes, module: nn.Module, root: n
         result.final_max_abs = max(result.final_max_abs, float(np.abs(flat - final_t.flatten().numpy()).max()))
         for tensor_name, key in probe_of.items():
             ref = expected[key].numpy()
-            span = float(ref.max() - ref.min()) or 1.0
+            span = max(float(ref.max() - ref.min()), float(np.abs(ref).max())) or 1.0
             rel = float(np.abs(got[tensor_name] - ref).max()) / span
             result.max_rel[key] = max(result.max_rel.get(key, 0.0), rel)
     for key in exported.probes:  # graph (execution) order
