@@ -32,6 +32,7 @@ class Marks:
     weights: dict[str, LayerIntegers] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)  # output key -> layer name
     shapes: dict[str, list[int]] = field(default_factory=dict)  # output key -> traced shape
+    in_shapes: dict[str, list[int]] = field(default_factory=dict)  # act key -> traced input shape
     layer_keys: dict[str, list[str]] = field(default_factory=dict)  # layer -> act / weight / output keys
 
 
@@ -75,6 +76,7 @@ def _marked_forward(name: str, marks: Marks, probe: bool) -> Any:
             key = f"{name}.{suffix}"
             if bool(q.fake_quant_enabled):
                 marks.acts[key] = quant_params(q, x)
+                marks.in_shapes[key] = [int(d) for d in x.shape]
                 _ACTIVE[key] = q.quantize
                 x = _Mark.apply(x, "Act", key)
                 keys.append(key)
@@ -90,6 +92,7 @@ def _marked_forward(name: str, marks: Marks, probe: bool) -> Any:
         if self.output_quantizer is not None and bool(self.output_quantizer.fake_quant_enabled):
             key = f"{name}.output_quantizer"
             marks.acts[key] = quant_params(self.output_quantizer, y)
+            marks.in_shapes[key] = [int(d) for d in y.shape]
             _ACTIVE[key] = self.output_quantizer.quantize
             y = _Mark.apply(y, "Act", key)
             keys.append(key)

@@ -116,8 +116,10 @@ def _weight_nodes(key: str, out: str, ints: LayerIntegers, inits: list[Any]) -> 
     return nodes, {"containers": used, "runs": len(runs), "bits": sorted({int(b) for b in bits.tolist()})}
 
 
-def _act_nodes(key: str, src: str, out: str, p: QuantParams, inits: list[Any]) -> tuple[list[Any], dict[str, Any]]:
-    """``[Max, Min] -> QuantizeLinear -> DequantizeLinear`` from ``src`` to ``out``."""
+def _act_nodes(key: str, src: str, out: str, p: QuantParams, in_shape: list[int],
+               inits: list[Any]) -> tuple[list[Any], dict[str, Any]]:
+    """``[Max, Min] -> QuantizeLinear -> DequantizeLinear`` from ``src`` to ``out``; per-channel (or
+    channel-group) steps become per-axis ones, repeated over each group's channels."""
     from onnx import helper
 
     bits = p.bits.numpy()
@@ -125,19 +127,22 @@ def _act_nodes(key: str, src: str, out: str, p: QuantParams, inits: list[Any]) -
         raise NotDeployableError(f"{key}: a pruned activation unit has no integer form")
     type_name, width = container(int(bits.max()), p.symmetric)
     axis = channel_axis(p.granularity)
-    lo_q, hi_q = (t.numpy() for t in p.bounds())
-    s, z = p.scale.numpy().astype(np.float32), p.zero_point.numpy().astype(np.int64)
-    per_axis = axis is not None and s.size > 1
-    shape: tuple[int, ...] = s.shape if per_axis else ()
-    inits += [_float_tensor(f"{key}/scale", s.reshape(shape) if per_axis else s.reshape(-1)[0]),
-              _int_tensor(f"{key}/zero_point", type_name, z.reshape(shape) if per_axis else np.asarray(z.reshape(-1)[0]))]
+    per_axis = axis is not None
+    if per_axis:
+        axis = axis % len(in_shape)
+        idx = unit_index(p.granularity, in_shape[axis]).numpy()
+    else:
+        idx = np.zeros(1, dtype=np.int64)
+    lo_q, hi_q = (t.numpy()[idx] for t in p.bounds())
+    s, z = p.scale.numpy().astype(np.float32)[idx], p.zero_point.numpy().astype(np.int64)[idx]
+    scalar = (lambda a: a) if per_axis else (lambda a: a.reshape(()))
+    inits += [_float_tensor(f"{key}/scale", scalar(s)), _int_tensor(f"{key}/zero_point", type_name, scalar(z))]
     nodes, x = [], src
-    if int(bits.min()) < width:
-        lo_f = ((lo_q - z).astype(np.float32) * s).astype(np.float32)
-        hi_f = ((hi_q - z).astype(np.float32) * s).astype(np.float32)
-        if per_axis:
-            raise NotDeployableError(f"{key}: per-channel activation bits below their container are not exported")
-        inits += [_float_tensor(f"{key}/lo", lo_f.reshape(-1)[0]), _float_tensor(f"{key}/hi", hi_f.reshape(-1)[0])]
+    if int(bits.min()) < width:  # some unit below its container: clip to its b-bit grid in float
+        bshape = (-1,) + (1,) * (len(in_shape) - axis - 1) if per_axis else ()
+        lo_f = ((lo_q - z).astype(np.float32) * s).astype(np.float32).reshape(bshape)
+        hi_f = ((hi_q - z).astype(np.float32) * s).astype(np.float32).reshape(bshape)
+        inits += [_float_tensor(f"{key}/lo", np.minimum(lo_f, hi_f)), _float_tensor(f"{key}/hi", np.maximum(lo_f, hi_f))]
         nodes += [helper.make_node("Max", [src, f"{key}/lo"], [f"{key}/ge"], name=f"{key}/Max"),
                   helper.make_node("Min", [f"{key}/ge", f"{key}/hi"], [f"{key}/clipped"], name=f"{key}/Min")]
         x = f"{key}/clipped"
@@ -185,7 +190,8 @@ def rewrite(model: Any, marks: Marks, probe: bool) -> Exported:
             nodes, info = _weight_nodes(key, node.output[0], marks.weights[key], inits)
             weight_out[key] = node.output[0]
         elif node.op_type == "Act":
-            nodes, info = _act_nodes(key, node.input[0], node.output[0], marks.acts[key], inits)
+            nodes, info = _act_nodes(key, node.input[0], node.output[0], marks.acts[key], marks.in_shapes[key],
+                                     inits)
         else:
             nodes, info = [helper.make_node("Identity", [node.input[0]], [node.output[0]], name=key)], {}
             result.probes[key] = node.output[0]

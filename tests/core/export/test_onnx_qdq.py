@@ -52,6 +52,8 @@ def test_every_layer_matches_in_onnxruntime() -> None:
     model, x = toy_model(act_bits=3)  # 3-bit activations in uint4 containers: clipped
     ex = export_qdq(model, (x,), model, ["x"], ["y"], probe=True)
     assert ex.layers["conv1"]["conv1.input_quantizer"]["clipped"]
+    groups = ex.layers["conv3"]["conv3.input_quantizer"]  # per-group activation bits in one uint8 container
+    assert groups["container"] == "UINT8" and groups["bits"] == [3, 5, 8] and groups["clipped"]
     inputs = [(x,), (torch.randn_like(x) * 2,)]
     parity = run_parity(ex, ex.model.SerializeToString(), model, model, inputs, ["x"])
     assert parity.first_over is None and parity.worst()[1] <= 1e-3, parity

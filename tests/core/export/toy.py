@@ -47,8 +47,11 @@ def toy_model(seed: int = 0, act_bits: int = 4) -> tuple[nn.Module, Tensor]:
                                      aq(FakeQuantize))
     m.conv2 = QuantConv2d.from_float(m.conv2, _wq(AdaRoundFakeQuantize, m.conv2, PerGroup(0, 4),
                                                   [2, 3, 4, 5, 8, 0], True), aq(LSQFakeQuantize))
+    act_groups = LSQPlusFakeQuantize(observer="MinMaxObserver", bit=act_bits, symmetric=False,
+                                     granularity=PerGroup(1, 8), num_channels=24)
+    act_groups.set_bits(torch.tensor([3, 8, 5]))  # RDOQ-both: activation bits per channel group
     m.conv3 = QuantConv2d.from_float(m.conv3, _wq(LSQPlusFakeQuantize, m.conv3, PerGroup(0, 8), [6, 3, 7], False),
-                                     aq(LSQPlusFakeQuantize))
+                                     act_groups)
     m.fc = QuantLinear.from_float(m.fc, _wq(FakeQuantize, m.fc, PerTensor(), 4, False), aq(FakeQuantize))
     x = torch.randn(4, 3, 16, 16)
     quantizers = [q for q in m.modules() if isinstance(q, FakeQuantize)]
