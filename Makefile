@@ -48,14 +48,19 @@ test: install
 # its compiled ops): OPENPCDET_ROOT=/path/to/OpenPCDet make test-openpcdet. Installs OpenPCDet's
 # pure-Python dependencies (kornia 0.6.12: later releases break its Argoverse 2 module at import),
 # then runs tests/pcdet_ext/test_real_openpcdet.py (skipped with the reason when the variable is unset).
-OPENPCDET_DEPS := easydict pyquaternion numba scikit-image SharedArray pandas "kornia==0.6.12"  # cv2: mmcv's opencv-python (constraints.txt)
+# nuscenes-devkit 1.2.0 declares numpy<2 but its detection evaluation runs under our numpy 2: it is
+# installed without its dependencies, plus the two its evaluation imports (docs/openpcdet.md).
+OPENPCDET_DEPS := easydict pyquaternion numba scikit-image SharedArray pandas "kornia==0.6.12" \
+	cachetools scikit-learn  # cv2: mmcv's opencv-python (constraints.txt)
 test-openpcdet: install
 	@test -n "$(OPENPCDET_ROOT)" && test -f "$(OPENPCDET_ROOT)/pcdet/__init__.py" || \
 		{ echo "error: set OPENPCDET_ROOT to an OpenPCDet checkout (git clone https://github.com/open-mmlab/OpenPCDet)"; exit 2; }
 	$(PIP_INSTALL) $(OPENPCDET_DEPS)
+	$(PIP) install --disable-pip-version-check --no-deps "nuscenes-devkit==1.2.0"
 	OMP_NUM_THREADS=1 OPENPCDET_ROOT=$(OPENPCDET_ROOT) PYTHONPATH=$(OPENPCDET_ROOT) \
 		$(PY) -m pytest tests/pcdet_ext/test_real_openpcdet.py tests/pcdet_ext/test_openpcdet_cpu.py \
-		tests/pcdet_ext/test_rotated_boxes.py tests/rdoq_bench/test_nuscenes_format.py
+		tests/pcdet_ext/test_rotated_boxes.py tests/rdoq_bench/test_nuscenes_format.py \
+		tests/rdoq_bench/test_nuscenes_tables.py
 
 # The embedded benchmark's data: generated, never downloaded (~40 s).
 data/digits_coco/spec.json: | install

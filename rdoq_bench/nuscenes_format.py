@@ -14,7 +14,10 @@ Under ``ROOT/<version>/`` (OpenPCDet's ``DATA_PATH / VERSION``):
   -> keyframe sensor, ``global_from_car``, ``car_from_current``, ``time_lag`` in seconds),
   ``gt_boxes`` ``(K, 9)`` = x, y, z (box centre), dx, dy, dz, heading, vx, vy in the keyframe
   sensor frame, ``gt_boxes_velocity`` ``(K, 3)``, ``gt_names``, ``gt_boxes_token``,
-  ``num_lidar_pts`` and ``num_radar_pts``.
+  ``num_lidar_pts`` and ``num_radar_pts``;
+* ``<version>/*.json`` and ``maps/``: the nuScenes devkit tables of these infos
+  (:mod:`rdoq_bench.nuscenes_tables`), so OpenPCDet's evaluation runs the official nuScenes
+  detection metric (mAP / NDS) on the ``val`` split.
 
 A scene is a flat ground plane (``z = -SENSOR_HEIGHT`` in the sensor frame) with points denser
 near the car, and objects of the 10 detection classes at their typical nuScenes sizes, each a
@@ -35,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from rdoq_bench.nuscenes_tables import SCENE_NAMES, write_devkit_tables
 
 # The 10 classes of nuScenes detection, OpenPCDet's order, with typical (dx, dy, dz) in metres.
 CLASS_SIZES: dict[str, tuple[float, float, float]] = {
@@ -60,6 +65,10 @@ SWEEP_HZ = 20.0
 KEYFRAME_HZ = 2.0
 POINTS_AT_10M = 400
 MIN_RANGE, MAX_RANGE = 4.0, 48.0  # object centres (inside the stock +-54 m range)
+# The nuScenes detection metric ignores boxes farther from the car than this (detection_cvpr_2019's
+# class_range, in m); objects are placed inside it, so every class is evaluated.
+EVAL_RANGE = {"car": 50.0, "truck": 50.0, "construction_vehicle": 50.0, "bus": 50.0, "trailer": 50.0,
+              "barrier": 30.0, "motorcycle": 40.0, "bicycle": 40.0, "pedestrian": 40.0, "traffic_cone": 30.0}
 RINGS = 32
 VERSION = "v1.0-trainval"
 INFO_NAME = "nuscenes_infos_{sweeps}sweeps_{split}.pkl"
@@ -108,7 +117,8 @@ def _place_objects(rng: np.random.Generator, per_class: int) -> tuple[list[str],
         radius = 0.5 * np.hypot(dx, dy)
         for _ in range(per_class):
             for _attempt in range(100):
-                r, phi = rng.uniform(MIN_RANGE + radius, MAX_RANGE), rng.uniform(-np.pi, np.pi)
+                far = min(MAX_RANGE, EVAL_RANGE[name] - 2.0)
+                r, phi = rng.uniform(MIN_RANGE + radius, far), rng.uniform(-np.pi, np.pi)
                 x, y = r * np.cos(phi), r * np.sin(phi)
                 if all(np.hypot(x - b[0], y - b[1]) > radius + q + 0.5 for b, q in zip(boxes, radii, strict=True)):
                     break
@@ -227,7 +237,8 @@ def _frame(root: Path, rng: np.random.Generator, spec: NuScenesSpec, index: int,
 
 
 def write_nuscenes(root: Path | str, spec: NuScenesSpec | None = None) -> dict[str, list[dict[str, Any]]]:
-    """Writes the set under ``root/<spec.version>/``; returns the infos by split (``train``,
+    """Writes the set under ``root/<spec.version>/`` (with the devkit tables for the versions of
+    :data:`~rdoq_bench.nuscenes_tables.SCENE_NAMES`); returns the infos by split (``train``,
     ``val``), as pickled there."""
     spec = spec or NuScenesSpec()
     out = Path(root) / spec.version
@@ -237,6 +248,8 @@ def write_nuscenes(root: Path | str, spec: NuScenesSpec | None = None) -> dict[s
         infos[split] = [_frame(out, rng, spec, i, start) for i in range(frames)]
         with open(out / INFO_NAME.format(sweeps=spec.sweeps, split=split), "wb") as f:
             pickle.dump(infos[split], f)
+    if spec.version in SCENE_NAMES:
+        write_devkit_tables(out, infos, spec.version)
     return infos
 
 
