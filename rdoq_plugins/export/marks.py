@@ -2,7 +2,8 @@
 
 While :func:`marked` is active, each quantized layer runs as before (same values) but leaves, in
 a TorchScript trace, one custom node per quantizer: ``rdoq::Act`` (on the unquantized input),
-``rdoq::W`` (on the weight) and ``rdoq::Out`` (on the layer output, to probe it), each with a
+``rdoq::W`` (on the weight), and to probe a layer call ``rdoq::In`` / ``rdoq::Out`` (on its input
+and output), each with a
 ``key`` attribute that indexes :class:`Marks`, which records the exact parameters of that call
 (e.g. the level a per-level head quantizer ran on). :mod:`rdoq_plugins.export.onnx_qdq` turns the
 markers into ``QuantizeLinear`` / ``DequantizeLinear`` nodes (ONNX operators, opset 21).
@@ -71,6 +72,10 @@ def _act_quantizer(q: FakeQuantize | LevelQuantizer) -> tuple[FakeQuantize, str]
 def _marked_forward(name: str, marks: Marks, probe: bool) -> Any:
     def forward(self: QuantLayer, x: Tensor) -> Tensor:
         keys = marks.layer_keys.setdefault(name, [])
+        call = f"{name}#{sum(k.startswith(name + '#') for k in marks.outputs)}"
+        if probe:  # the layer's own input, for the parity check of the layer alone
+            _ACTIVE[call + "<"] = lambda t: t.clone()
+            x = _Mark.apply(x, "In", call + "<")
         if self.input_quantizer is not None:
             q, suffix = _act_quantizer(self.input_quantizer)
             key = f"{name}.{suffix}"
@@ -97,11 +102,10 @@ def _marked_forward(name: str, marks: Marks, probe: bool) -> Any:
             y = _Mark.apply(y, "Act", key)
             keys.append(key)
         if probe:
-            key = f"{name}#{sum(k.startswith(name + '#') for k in marks.outputs)}"
-            marks.outputs[key] = name
-            marks.shapes[key] = [int(d) for d in y.shape]
-            _ACTIVE[key] = lambda t: t.clone()
-            y = _Mark.apply(y, "Out", key)
+            marks.outputs[call] = name
+            marks.shapes[call] = [int(d) for d in y.shape]
+            _ACTIVE[call] = lambda t: t.clone()
+            y = _Mark.apply(y, "Out", call)
         return y
 
     return forward

@@ -12,7 +12,8 @@ QuantizeLinear-21 / DequantizeLinear-21: int4 / uint4 containers and per-axis sc
   range only, so it is exact; a pruned (0-bit) group is zeros.
 * activation ``rdoq::Act`` -> ``[Max, Min] -> QuantizeLinear -> DequantizeLinear``; the clip to the
   ``b``-bit range (in float, on the grid's end points) is added only when ``b`` is below the container.
-* ``rdoq::Out`` -> ``Identity`` whose output names a layer output (graph outputs with ``probe``).
+* ``rdoq::In`` / ``rdoq::Out`` -> ``Identity`` whose output names a layer call's input / output
+  (the outputs become graph outputs with ``probe``).
 
 Opset 21 changed only the types of the opset-20 operators it revised, so the traced operators keep
 their meaning. ``onnx`` is imported inside the functions: the core imports no ONNX package.
@@ -46,6 +47,7 @@ class Exported:
     layers: dict[str, dict[str, Any]] = field(default_factory=dict)
     probes: dict[str, str] = field(default_factory=dict)  # output key -> tensor name, in graph order
     outputs: list[str] = field(default_factory=list)  # the model's own outputs
+    probe_inputs: dict[str, str] = field(default_factory=dict)  # output key -> its layer input tensor
 
 
 def container(bits: int, symmetric: bool) -> tuple[str, int]:
@@ -192,10 +194,15 @@ def rewrite(model: Any, marks: Marks, probe: bool) -> Exported:
         elif node.op_type == "Act":
             nodes, info = _act_nodes(key, node.input[0], node.output[0], marks.acts[key], marks.in_shapes[key],
                                      inits)
+        elif node.op_type == "In":
+            nodes, info = [helper.make_node("Identity", [node.input[0]], [node.output[0]], name=key)], {}
+            result.probe_inputs[key[:-1]] = node.output[0]
         else:
             nodes, info = [helper.make_node("Identity", [node.input[0]], [node.output[0]], name=key)], {}
             result.probes[key] = node.output[0]
         new_nodes += nodes
+        if node.op_type == "In":
+            continue
         layer = marks.outputs.get(key) or next(n for n, ks in marks.layer_keys.items() if key in ks)
         entry = result.layers.setdefault(layer, {}).setdefault(key, info)
         entry.setdefault("nodes", []).extend(n.name for n in nodes)

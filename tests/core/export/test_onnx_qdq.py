@@ -55,9 +55,10 @@ def test_every_layer_matches_in_onnxruntime() -> None:
     groups = ex.layers["conv3"]["conv3.input_quantizer"]  # per-group activation bits in one uint8 container
     assert groups["container"] == "UINT8" and groups["bits"] == [3, 5, 8] and groups["clipped"]
     inputs = [(x,), (torch.randn_like(x) * 2,)]
-    parity = run_parity(ex, ex.model.SerializeToString(), model, model, inputs, ["x"])
+    parity = run_parity(ex, model, model, inputs, ["x"])
     assert parity.first_over is None and parity.worst()[1] <= 1e-3, parity
     assert sorted(parity.per_layer()) == ["conv1", "conv2", "conv3", "fc"]
+    assert max(parity.propagated.values()) <= 1e-3
 
 
 def test_parity_names_the_first_layer_that_diverges() -> None:
@@ -65,5 +66,5 @@ def test_parity_names_the_first_layer_that_diverges() -> None:
     ex = export_qdq(model, (x,), model, ["x"], ["y"], probe=True)
     with torch.no_grad():  # the PyTorch model moves one group of conv2 by a step after the export
         model.conv2.weight[4:8] += model.conv2.weight_quantizer.scale[1]
-    parity = run_parity(ex, ex.model.SerializeToString(), model, model, [(x,)], ["x"])
+    parity = run_parity(ex, model, model, [(x,)], ["x"])
     assert parity.first_over == "conv2#0"
