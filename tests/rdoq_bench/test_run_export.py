@@ -1,0 +1,49 @@
+"""rdoq_bench.run_export's bookkeeping (the rows themselves take minutes each: ``make bench-export``):
+row names, rows without a checkpoint skipped, unchanged rows kept, changed ones redone; importing it
+loads no framework."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rdoq_bench import run_export
+from tests.rdoq_bench.test_package import _loaded_frameworks
+
+
+def test_row_names() -> None:
+    assert run_export.row_names("faster_rcnn_rdoq-both_w4a4_c64_scores") == ("faster_rcnn", "rdoq-both", "W4A4")
+    assert run_export.row_names("retinanet_qdrop_w4a4_c64_i500") == ("retinanet", "qdrop", "W4A4")
+    assert run_export.row_names("faster_rcnn_rdoq_w2a4_c64_scores") == ("faster_rcnn", "rdoq", "W2A4")
+    with pytest.raises(ValueError, match="no method"):
+        run_export.row_names("faster_rcnn_fp")
+
+
+def test_rows_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root, out = tmp_path / "repro", tmp_path / "export.json"
+    for row in ("a_rdoq_w4a4", "b_qdrop_w4a4"):
+        (root / row).mkdir(parents=True)
+        (root / row / "quantized.pth").write_bytes(b"x")
+    ran: list[str] = []
+
+    def fake_row(row: str, *_: Any) -> dict[str, Any]:
+        ran.append(row)
+        stamp = run_export.checkpoint_stamp(root / row / "quantized.pth")
+        return {"row": row, "checkpoint_stamp": stamp, **dict.fromkeys(
+            ("ap_fakequant", "ap_onnxruntime", "max_rel_diff", "size_bytes_packed", "latency_ms",
+             "latency_ms_fp32", "time_s"), 0)}
+
+    monkeypatch.setattr(run_export, "run_row", fake_row)
+    argv = ["--root", str(root), "--out", str(out), "--rows", "a_rdoq_w4a4", "b_qdrop_w4a4", "c_minmax_w4a4"]
+    run_export.main(argv)
+    assert ran == ["a_rdoq_w4a4", "b_qdrop_w4a4"]  # c has no checkpoint
+    assert [r["row"] for r in json.loads(out.read_text())] == ["a_rdoq_w4a4", "b_qdrop_w4a4"]
+    (root / "b_qdrop_w4a4" / "quantized.pth").write_bytes(b"changed")
+    rows = run_export.main(argv)
+    assert ran == ["a_rdoq_w4a4", "b_qdrop_w4a4", "b_qdrop_w4a4"] and len(rows) == 2
+
+
+def test_import_loads_no_framework() -> None:
+    assert _loaded_frameworks("rdoq_bench.run_export") == []
