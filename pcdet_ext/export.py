@@ -128,7 +128,9 @@ def sparse_manifest(model: nn.Module, qcfg: QuantConfig, meta: dict[str, Any] | 
     return {"format": MANIFEST_FORMAT, "packed": PACKED, "meta": meta or {}, "quant_config": qcfg.to_dict(),
             "semantics": {"weight": "w_hat = (q - z) * s", "activation": "x_hat = (clamp(round(x / s) + z, "
                           "q_min, q_max) - z) * s", "bounds": "symmetric: [-2^(b-1), 2^(b-1)-1], else [0, 2^b-1]; "
-                          "b = 0: pruned", "activation_axis": "features [N, C]: channel units along C"},
+                          "b = 0: pruned", "activation_axis": "features [N, C]: channel units along C",
+                          "packed": "weights.packed holds q - q_min at each unit's bits, units in order along the "
+                          "unit axis, least significant bit first (rdoq_plugins/export/packed.py)"},
             "layers": layers}
 
 
