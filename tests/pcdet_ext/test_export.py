@@ -18,9 +18,10 @@ from pcdet_ext.export import MANIFEST, export_sparse, load_exported, read_manife
 from pcdet_ext.sparse_detector import quantize_sparse_detector
 from rdoq_bench import voxelnext_toy as toy
 from rdoq_plugins import fuse_conv_bn, load_quant_config
+from rdoq_plugins.errors import InputError
 from rdoq_plugins.modules.quant_layer import QuantLayer
 from rdoq_plugins.quant.adaround import AdaRoundFakeQuantize, RoundingState
-from tests.pcdet_ext.conftest import tool_argv, toy_with_bn_stats
+from tests.pcdet_ext.conftest import tool_argv, tool_fails, toy_with_bn_stats
 
 CONFIG: dict[str, Any] = {
     "w_qconfig": {"quantizer": "AdaRoundFakeQuantize", "observer": "MSEObserver", "bit": 4, "ch_axis": 0,
@@ -119,3 +120,12 @@ def test_export_tool_on_a_quantized_checkpoint(fake_openpcdet: dict[str, Any], t
     assert report["check"] == {"state_keys_differing": [], "batches": 2, "outputs_identical": True}
     assert report["layers"] == len(read_manifest(out)["layers"]) > 20
     assert read_manifest(out)["meta"]["checkpoint"] == str(work / "quantized.pth")
+
+
+def test_export_tool_refuses_an_fp_checkpoint(fake_openpcdet: dict[str, Any], tmp_path: Path) -> None:
+    from tools.pcdet import export as export_tool
+
+    out = tmp_path / "export"
+    argv = ["--cfg_file", fake_openpcdet["cfg"], "--ckpt", str(fake_openpcdet["ckpt"]), "--out", str(out),
+            "--workers", "0"]
+    tool_fails(export_tool.main, argv, InputError, "is not a quantized checkpoint: quantize first", out)
