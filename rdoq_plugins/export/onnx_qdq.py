@@ -12,6 +12,7 @@ QuantizeLinear-21 / DequantizeLinear-21: int4 / uint4 containers and per-axis sc
   range only, so it is exact; a pruned (0-bit) group is zeros.
 * activation ``rdoq::Act`` -> ``[Max, Min] -> QuantizeLinear -> DequantizeLinear``; the clip to the
   ``b``-bit range (in float, on the grid's end points) is added only when ``b`` is below the container.
+  Beside a weight in one 8-bit container, the activation's container is 8-bit too (:func:`act_min_bits`).
 * ``rdoq::In`` / ``rdoq::Out`` -> ``Identity`` whose output names a layer call's input / output
   (the outputs become graph outputs with ``probe``).
 
@@ -118,16 +119,31 @@ def _weight_nodes(key: str, out: str, ints: LayerIntegers, inits: list[Any]) -> 
     return nodes, {"containers": used, "runs": len(runs), "bits": sorted({int(b) for b in bits.tolist()})}
 
 
+def act_min_bits(key: str, marks: Marks) -> int:
+    """The fewest bits the container of activation ``key`` must hold: 5 (an 8-bit container) when
+    its layer's weight is one 8-bit-container DequantizeLinear, else 0. onnxruntime 1.32's QDQ conv
+    selector checks only the weight for 4-bit types, so a 4-bit activation beside an 8-bit weight is
+    fused into a QLinearConv that then rejects the uint4 input and the session fails to load; in an
+    8-bit container, clipped to its bits, the activation is the same (exact)."""
+    layer = next((n for n, ks in marks.layer_keys.items() if key in ks), None)
+    for wkey in (k for k in marks.layer_keys.get(layer, []) if k in marks.weights):  # type: ignore[arg-type]
+        p = marks.weights[wkey].params
+        if {container(int(b), p.symmetric)[1] for b in p.bits.tolist()} == {8}:
+            return 5
+    return 0
+
+
 def _act_nodes(key: str, src: str, out: str, p: QuantParams, in_shape: list[int],
-               inits: list[Any]) -> tuple[list[Any], dict[str, Any]]:
+               inits: list[Any], min_bits: int = 0) -> tuple[list[Any], dict[str, Any]]:
     """``[Max, Min] -> QuantizeLinear -> DequantizeLinear`` from ``src`` to ``out``; per-channel (or
-    channel-group) steps become per-axis ones, repeated over each group's channels."""
+    channel-group) steps become per-axis ones, repeated over each group's channels; the container
+    holds at least ``min_bits``."""
     from onnx import helper
 
     bits = p.bits.numpy()
     if (bits == 0).any():
         raise NotDeployableError(f"{key}: a pruned activation unit has no integer form")
-    type_name, width = container(int(bits.max()), p.symmetric)
+    type_name, width = container(max(int(bits.max()), min_bits), p.symmetric)
     axis = channel_axis(p.granularity)
     per_axis = axis is not None
     if per_axis:
@@ -193,7 +209,7 @@ def rewrite(model: Any, marks: Marks, probe: bool) -> Exported:
             weight_out[key] = node.output[0]
         elif node.op_type == "Act":
             nodes, info = _act_nodes(key, node.input[0], node.output[0], marks.acts[key], marks.in_shapes[key],
-                                     inits)
+                                     inits, act_min_bits(key, marks))
         elif node.op_type == "In":
             nodes, info = [helper.make_node("Identity", [node.input[0]], [node.output[0]], name=key)], {}
             result.probe_inputs[key[:-1]] = node.output[0]
