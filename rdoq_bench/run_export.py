@@ -122,6 +122,19 @@ def run_row(row: str, root: Path, out_root: Path, args: argparse.Namespace) -> d
     }
 
 
+def table(rows: list[dict[str, Any]]) -> str:
+    """The rows as a markdown table (``--table``)."""
+    head = ("| model | method | AP fake-quant | AP onnxruntime | max rel. diff (layer alone) | propagated | "
+            "bytes packed | predicted | FP32 | latency ms | FP32 ms |")
+    lines = [head, "|" + " --- |" * (head.count("|") - 1)]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['method']} {r['bits']} | {r['ap_fakequant']:.4f} | {r['ap_onnxruntime']:.4f} | "
+                     f"{r['max_rel_diff']:.1e} | {r['max_rel_diff_propagated']:.3f} | {r['size_bytes_packed']:,} | "
+                     f"{r['size_bytes_predicted']:,} | {r['size_bytes_fp32']:,} | {r['latency_ms']:.1f} | "
+                     f"{r['latency_ms_fp32']:.1f} |")
+    return "\n".join(lines)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", nargs="+", default=list(ROWS), help="work dir names under --root")
@@ -133,12 +146,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--runs", type=int, default=15, help="timed runs per graph (median)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--force", action="store_true", help="redo rows already in --out")
+    ap.add_argument("--table", action="store_true", help="print --out as a markdown table and stop")
     return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
     rows: list[dict[str, Any]] = json.loads(args.out.read_text()) if args.out.is_file() else []
+    if args.table:
+        print(table(rows))
+        return rows
     for row in args.rows:
         ckpt = args.root / row / "quantized.pth"
         if not ckpt.is_file():

@@ -47,3 +47,12 @@ def test_rows_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_import_loads_no_framework() -> None:
     assert _loaded_frameworks("rdoq_bench.run_export") == []
+
+
+def test_table_has_a_line_per_row() -> None:
+    row = {"model": "retinanet", "method": "qdrop", "bits": "W4A4", "ap_fakequant": 0.6123, "ap_onnxruntime": 0.6159,
+           "max_rel_diff": 1.1e-6, "max_rel_diff_propagated": 0.121, "size_bytes_packed": 1285025,
+           "size_bytes_predicted": 1262104, "size_bytes_fp32": 9370744, "latency_ms": 56.6, "latency_ms_fp32": 56.8}
+    lines = run_export.table([row, row]).splitlines()
+    assert len(lines) == 4 and lines[1].count("---") == lines[0].count("|") - 1
+    assert "| retinanet | qdrop W4A4 | 0.6123 | 0.6159 | 1.1e-06 | 0.121 | 1,285,025 |" in lines[2]
