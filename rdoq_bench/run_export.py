@@ -129,7 +129,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     for r in rows:
         lines.append(f"| {r['model']} | {r['method']} {r['bits']} | {r['ap_fakequant']:.4f} | {r['ap_onnxruntime']:.4f} | "
-                     f"{r['max_rel_diff']:.1e} | {r['max_rel_diff_propagated']:.3f} | {r['size_bytes_packed']:,} | "
+                     f"{r['max_rel_diff']:.1e} | {r['max_rel_diff_propagated']:.2g} | {r['size_bytes_packed']:,} | "
                      f"{r['size_bytes_predicted']:,} | {r['size_bytes_fp32']:,} | {r['latency_ms']:.1f} | "
                      f"{r['latency_ms_fp32']:.1f} |")
     return "\n".join(lines)

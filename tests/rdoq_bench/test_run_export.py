@@ -55,4 +55,4 @@ def test_table_has_a_line_per_row() -> None:
            "size_bytes_predicted": 1262104, "size_bytes_fp32": 9370744, "latency_ms": 56.6, "latency_ms_fp32": 56.8}
     lines = run_export.table([row, row]).splitlines()
     assert len(lines) == 4 and lines[1].count("---") == lines[0].count("|") - 1
-    assert "| retinanet | qdrop W4A4 | 0.6123 | 0.6159 | 1.1e-06 | 0.121 | 1,285,025 |" in lines[2]
+    assert "| retinanet | qdrop W4A4 | 0.6123 | 0.6159 | 1.1e-06 | 0.12 | 1,285,025 |" in lines[2]
