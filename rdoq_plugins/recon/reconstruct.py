@@ -76,9 +76,9 @@ class QDropReconstructor:
         seed: seed of the sampling and dropping random streams; each step's draws and masks come
             from the seed and the step alone, so a resumed run reconstructs each remaining unit
             exactly as an uninterrupted run would, on any number of processes.
-        group: the processes sharing the run (see :mod:`rdoq_plugins.recon.draw`): each step is
-            computed by the rank that holds its chunk, gradients and losses are summed over
-            ranks. None for one process.
+        group: the processes sharing the run (see :mod:`rdoq_plugins.recon.draw`; each rank's
+            cache holds its share of the global batches): each step is computed by the rank that
+            holds its chunk, gradients and losses are summed over ranks. None for one process.
     """
 
     def __init__(self, cfg: ReconConfig, seed: int = 1005, group: ShareGroup | None = None) -> None:
@@ -205,10 +205,10 @@ class QDropReconstructor:
                 if t % 50 == 0 and hasattr(bar, "set_postfix"):
                     bar.set_postfix(rec=f"{losses[-1]:.4g}", refresh=False)
                 es = cfg.early_stop
-                if es is not None and t >= schedule.start:
-                    if _window_plateau(losses, es.window, es.min_rel_improvement):
-                        stopped = True
-                        break
+                if (es is not None and t >= schedule.start
+                        and _window_plateau(losses, es.window, es.min_rel_improvement)):
+                    stopped = True
+                    break
         finally:
             for q in act_qs:
                 q.set_keep_prob(1.0)

@@ -20,7 +20,6 @@ from rdoq_plugins.memory import release_free_memory
 from rdoq_plugins.modules.level_quantizer import cursor_levels, level_cursors
 from rdoq_plugins.recon.cache import ChunkCache, remove_stale_spills
 from rdoq_plugins.recon.capture import Call, capture_calls
-from rdoq_plugins.recon.draw import ChunkDraw, ShareGroup
 from rdoq_plugins.recon.reconstruct import QDropReconstructor, ReconStats
 from rdoq_plugins.recon.unit_io import UnitIO
 
@@ -96,7 +95,6 @@ def reconstruct_units(
     store_dtype: torch.dtype | None = None,
     make_cache: Callable[[], ChunkCache] | None = None,
     on_done: Callable[[str, ReconStats, ChunkCache], None] | None = None,
-    group: ShareGroup | None = None,
 ) -> dict[str, ReconStats]:
     """Reconstructs ``model``'s units in order against ``fp_model`` (same module names).
 
@@ -117,8 +115,6 @@ def reconstruct_units(
         make_cache: builds each unit's cache (instead of one from the four cache arguments).
         on_done: called after each unit with its name, figures and (still open) cache, e.g. to
             save a resumable state.
-        group: the processes that share the run (``batches`` are this rank's share of the global
-            batches, see :mod:`rdoq_plugins.recon.draw`); None for one process.
     """
     if spill_dir is not None:
         remove_stale_spills(spill_dir)  # left by a run that was killed
@@ -128,10 +124,9 @@ def reconstruct_units(
                                                                        store_dtype=store_dtype)
         with cache:
             cache_unit(model, fp_model, name, batches, run, cache, io, (calls or {}).get(name))
-            draw = ChunkDraw.shared(cache.batch_chunks, group)
             try:
                 stats[name] = reconstructor(model.get_submodule(name), cache,
-                                            progress(name) if progress else None, io=io, draw=draw)
+                                            progress(name) if progress else None, io=io)
             except NonFiniteError as err:
                 raise NonFiniteError(f"reconstruction of {name}: {err}") from err
             unit = model.get_submodule(name)

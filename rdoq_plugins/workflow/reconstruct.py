@@ -112,5 +112,5 @@ def reconstruct_step(session: Session) -> None:
     recon = QDropReconstructor(cfg, session.seed, group=session.dist)
     reconstruct_units(session.model, session.fp_model, todo, session.batches, session.adapter.run, recon,
                       progress=progress, io=session.adapter.unit_io, calls=calls, make_cache=new_cache,
-                      on_done=finished, group=session.dist)
+                      on_done=finished)
     session.result.add_time("reconstruct", time.time() - start)

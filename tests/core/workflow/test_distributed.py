@@ -37,8 +37,7 @@ def _run(rank: int, world: int, out: Path) -> dict[str, torch.Tensor]:
     calibrate(model, mine, lambda m, b: m(b))
     group.reduce_observers(model)
     cfg = ReconConfig(iters=40, batch_size=2, drop_prob=0.5)
-    reconstruct_units(model, fp, UNITS, mine, lambda m, b: m(b), QDropReconstructor(cfg, 3, group=group),
-                      group=group)
+    reconstruct_units(model, fp, UNITS, mine, lambda m, b: m(b), QDropReconstructor(cfg, 3, group=group))
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if rank == 0:
         torch.save(state, out)
