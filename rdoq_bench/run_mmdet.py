@@ -22,12 +22,18 @@ from typing import Any
 
 import yaml
 
+from rdoq_bench import recon_iters
+
 REPO = Path(__file__).resolve().parents[1]
 MODELS = {
     "faster_rcnn": ("configs/bench/faster_rcnn_r50_narrow_digits.py", "checkpoints/faster_rcnn_r50_narrow_digits.pth"),
     "retinanet": ("configs/bench/retinanet_r50_narrow_digits.py", "checkpoints/retinanet_r50_narrow_digits.pth"),
 }
-METHODS = ("minmax", "qdrop", "rdoq", "rdoq+qdrop", "rdoq-both", "rdoq-both+qdrop", "rdoq-logits", "rdoq-measured")
+METHODS = ("minmax", "qdrop", "rdoq", "rdoq+qdrop", "rdoq-both", "rdoq-both+qdrop", "rdoq-logits", "rdoq-measured",
+           "minmax-official", "qdrop-official")
+# ``-official`` rows follow QDrop's own detection protocol (configs/mmdet/_base_/qdrop_official_w4a4.py):
+# the heads stay FP (so do the FPN outputs they read), 2-image train batches drawn with seed 1005.
+OFFICIAL = {"heads": False, "calib": {"split": "train", "samples_per_gpu": 2, "seed": 1005}}
 MEASURED_BITS = (4, 3)  # rdoq-logits / -measured run at these average weight bits only (curves are shared)
 # RDOQ rows price the class outputs as scores (the default rd_target), except these two, which compare
 # the second-order and measured estimators on the logits (measured curves on the scores: not run yet).
@@ -59,11 +65,13 @@ def quant_section(model: str, method: str, w_bits: int, a_bits: int, iters: int,
         # scores depend on (MSE-initialised W4A4 PTQ: 0.461 vs min-max 0.553), so the head starts from
         # min-max ranges. Faster R-CNN has no top-level bbox_head, and an override that matches no
         # layer is an error.
-        if model == "retinanet":
+        if model == "retinanet" and not method.endswith("-official"):
             section["overrides"][r"re:bbox_head\..*"] = {"w_qconfig": {"observer": "MinMaxObserver"},
                                                           "a_qconfig": {"observer": "AvgMinMaxObserver"}}
     else:
         section.update(w_qconfig={**MINMAX_W, "bit": w_bits}, a_qconfig={**MINMAX_A, "bit": a_bits}, recon=None)
+    if method.endswith("-official"):
+        section.update(OFFICIAL)
     hooks = [{"type": "QuantCalibHook"}]
     if method.startswith("rdoq"):
         estimator = "measured" if method == "rdoq-measured" else "second_order"
@@ -80,24 +88,29 @@ def quant_section(model: str, method: str, w_bits: int, a_bits: int, iters: int,
     return section
 
 
-def work_dir(model: str, method: str, w_bits: int, a_bits: int, args: argparse.Namespace) -> Path:
+def work_dir(model: str, method: str, w_bits: int, a_bits: int, args: argparse.Namespace, suffix: str = "") -> Path:
     """One folder per row and settings (a changed setting never reuses a stale result)."""
-    iters = f"_i{args.iters}" if "qdrop" in method else ""
+    iters = f"_i{args.iters}{suffix}" if "qdrop" in method else ""
     target = "_scores" if method.startswith("rdoq") and method not in LOGIT_METHODS else ""
     name = "rdoq" if method == "rdoq-logits" else method.replace("+", "_")  # the rows from before rd_target
     return args.work_root / f"{model}_{name}_w{w_bits}a{a_bits}_c{args.calibrate}{iters}{target}"
 
 
 def run(model: str, method: str, w_bits: int, a_bits: int, args: argparse.Namespace,
-        need_fp: bool) -> dict[str, Any] | None:
-    """The row's report, running it first unless it exists (or ``--no-run``: None)."""
+        need_fp: bool, recon: dict[str, Any] | None = None, suffix: str = "") -> dict[str, Any] | None:
+    """The row's report, running it first unless it exists (or ``--no-run``: None).
+
+    ``recon`` adds keys to the row's ``recon`` section; ``suffix`` names that variant's work dir.
+    """
     config, ckpt = MODELS[model]
-    work = work_dir(model, method, w_bits, a_bits, args)
+    work = work_dir(model, method, w_bits, a_bits, args, suffix)
     report_file = work / "report.json"
     if not report_file.is_file() and args.no_run:
         return None
     if not report_file.is_file():
         section = quant_section(model, method, w_bits, a_bits, args.iters, args.calibrate)
+        if recon:
+            section["recon"].update(recon)
         if "rdoq" in section:  # one curve folder per model and estimator, shared by its rows
             shared = args.work_root / f"{model}_rd_curves_{section['rdoq']['estimator']}"
             shared.mkdir(parents=True, exist_ok=True)
@@ -121,6 +134,10 @@ def row(model: str, method: str, w_bits: int, report: dict[str, Any]) -> dict[st
            "bbox_mAP": report["quant"]["bbox_mAP"], "bbox_mAP_50": report["quant"]["bbox_mAP_50"],
            "time_s": round(sum(t.get(k, 0.0) for k in ("calibrate", "curves", "allocate", "reconstruct")), 1),
            "peak_rss_mb": report["peak_rss_mb"]}
+    if "qdrop" in method:
+        units = report.get("recon_units") or {}
+        out.update(iters=(report.get("recon_cache") or {}).get("iters"),
+                   mean_unit_iters=round(sum(u["iters"] for u in units.values()) / max(1, len(units)), 1))
     if "rdoq" in report:
         rd = report["rdoq"]
         chosen = next(r for r in rd["rates"] if r["target_rate"] == rd["apply_rate"])
@@ -143,6 +160,9 @@ def main() -> None:
     parser.add_argument("--work-root", type=Path, default=REPO / "work_dirs" / "bench")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results.json")
     parser.add_argument("--no-run", action="store_true", help="only collect the rows that already ran")
+    parser.add_argument("--sweep-iters", nargs="*", type=int, default=list(recon_iters.ITERS),
+                        help="Faster R-CNN QDrop W4A4 at these iterations per unit + one early-stop run "
+                             "(bench/recon_iters.png); none: skip")
     args = parser.parse_args()
     rows: list[dict[str, Any]] = []
     for model in args.models:
@@ -165,6 +185,17 @@ def main() -> None:
                                  "time_s": report["time_s"].get("eval_fp"), "peak_rss_mb": None})
                     fp_added = True
                 rows.append(row(model, method, w_bits, report))
+    if args.sweep_iters and recon_iters.MODEL in args.models:
+        def run_row(iters: int, recon: dict[str, Any] | None, suffix: str) -> dict[str, Any] | None:
+            swept = argparse.Namespace(**{**vars(args), "iters": iters})
+            report = run(recon_iters.MODEL, recon_iters.METHOD, recon_iters.W_BITS, recon_iters.A_BITS, swept,
+                         need_fp=False, recon=recon, suffix=suffix)
+            return None if report is None else row(recon_iters.MODEL, recon_iters.METHOD, recon_iters.W_BITS, report)
+
+        swept_rows = recon_iters.sweep(run_row, tuple(args.sweep_iters))
+        rows += swept_rows
+        if swept_rows:
+            recon_iters.plot(swept_rows, args.out.parent / "recon_iters.png")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2) + "\n")
     print(f"\n{'model':<13}{'method':<17}{'W/A':>7}{'avg W':>7}{'avg A':>7}{'mAP':>8}{'AP50':>8}{'time s':>9}"
