@@ -1,6 +1,7 @@
 """The quant section of an OpenPCDet config: the YAML config as OpenPCDet's ``test.py`` builds
 it, its top-level ``QUANT`` key with ``--quant_cfg`` merged into it (mappings key by key,
-``overrides`` by layer name; :mod:`rdoq_plugins.config.load`), and the ``calib`` options."""
+``overrides`` by layer name; :mod:`rdoq_plugins.config.load`), then the ``--set QUANT.*`` pairs,
+and the ``calib`` options."""
 from __future__ import annotations
 
 import difflib
@@ -9,10 +10,12 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import yaml
+
 from rdoq_plugins import QuantConfig
 from rdoq_plugins.config import ConfigError
 from rdoq_plugins.config.errors import check_keys, get_bool, get_choice, get_int, join
-from rdoq_plugins.config.load import merge_quant_section
+from rdoq_plugins.config.load import lay_over, merge_quant_section
 from rdoq_plugins.errors import InputError
 
 QUANT_KEY = "QUANT"  # the quant section's key in an OpenPCDet YAML config
@@ -22,7 +25,8 @@ CALIB_DEFAULTS: dict[str, Any] = {"split": "train", "batch_size": 2, "seed": 100
 
 def load_pcdet_config(pcdet: SimpleNamespace, cfg_path: str | Path, set_cfgs: Sequence[str] | None = None) -> Any:
     """A fresh OpenPCDet config (not the global ``pcdet.config.cfg``), as OpenPCDet's test.py
-    builds it: ``cfg_from_yaml_file``, ``TAG``, ``EXP_GROUP_PATH``, then ``cfg_from_list``."""
+    builds it: ``cfg_from_yaml_file``, ``TAG``, ``EXP_GROUP_PATH``, then ``cfg_from_list`` with
+    the ``--set`` pairs outside ``QUANT`` (:func:`quant_section` applies those)."""
     cfg_file = Path(cfg_path)
     if not cfg_file.is_file():
         raise FileNotFoundError(f"--cfg_file not found: {cfg_file}")
@@ -37,6 +41,7 @@ def load_pcdet_config(pcdet: SimpleNamespace, cfg_path: str | Path, set_cfgs: Se
                                 "_BASE_CONFIG_ relative to OpenPCDet's tools/ folder: run from there") from None
     cfg.TAG = cfg_file.stem
     cfg.EXP_GROUP_PATH = "/".join(str(cfg_path).split("/")[1:-1])  # as OpenPCDet: drops 'cfgs' and the file
+    set_cfgs = [w for key, value in set_pairs(set_cfgs) if not is_quant_key(key) for w in (key, value)]
     if set_cfgs:
         for key in set_cfgs[0::2]:
             check_set_key(cfg, key, cfg_file)
@@ -45,6 +50,40 @@ def load_pcdet_config(pcdet: SimpleNamespace, cfg_path: str | Path, set_cfgs: Se
         except (AssertionError, KeyError, ValueError, TypeError) as err:
             raise InputError(f"--set {' '.join(set_cfgs)}: {err or type(err).__name__}") from None
     return cfg
+
+
+def set_pairs(set_cfgs: Sequence[str] | None) -> list[tuple[str, str]]:
+    """``--set K1 V1 K2 V2 ...`` as ``[(K1, V1), (K2, V2), ...]``."""
+    words = list(set_cfgs or [])
+    return list(zip(words[0::2], words[1::2], strict=True))
+
+
+def is_quant_key(key: str) -> bool:
+    """Whether a ``--set`` key lies in the quant section (``QUANT.<key>``)."""
+    return key.startswith(QUANT_KEY + ".")
+
+
+def quant_sets(set_cfgs: Sequence[str] | None) -> dict[str, Any]:
+    """The ``--set QUANT.<a>.<b> VALUE`` pairs as a nested mapping ``{a: {b: value}}``, each
+    value read as YAML (``4``, ``null``, ``[2, 4]``), later pairs over earlier ones."""
+    out: dict[str, Any] = {}
+    for key, text in set_pairs(set_cfgs):
+        if not is_quant_key(key):
+            continue
+        parts = key.split(".")[1:]
+        if not all(parts):
+            raise InputError(f"--set {key}: an empty key part")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise InputError(f"--set {key} {text}: not a YAML value ({err})".splitlines()[0]) from None
+        node = out
+        for part in parts[:-1]:  # the sections along the key, made where missing
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = value
+    return out
 
 
 def close_keys(name: str, keys: Sequence[str]) -> list[str]:
@@ -76,9 +115,11 @@ def check_set_key(cfg: Mapping[str, Any], key: str, cfg_file: Path) -> None:
         node = node[part]
 
 
-def quant_section(cfg: Mapping[str, Any], quant_cfg: Path | None) -> dict[str, Any]:
+def quant_section(cfg: Mapping[str, Any], quant_cfg: Path | None,
+                  set_cfgs: Sequence[str] | None = None) -> dict[str, Any]:
     """The config's ``QUANT`` section with ``--quant_cfg`` (core schema, or QDrop's layout with the
-    section under ``quant:``) merged into it."""
+    section under ``quant:``) merged into it, then the ``--set QUANT.*`` pairs (whether or not
+    the YAML has a ``QUANT`` key)."""
     for key in cfg:
         if key != QUANT_KEY and str(key).lower() == QUANT_KEY.lower():
             raise ConfigError(str(key), f"the quant section of an OpenPCDet config is the top-level key "
@@ -86,7 +127,7 @@ def quant_section(cfg: Mapping[str, Any], quant_cfg: Path | None) -> dict[str, A
     section = cfg.get(QUANT_KEY)
     if section is not None and not isinstance(section, Mapping):
         raise ConfigError(QUANT_KEY, "expected a mapping", section)
-    return merge_quant_section(section, quant_cfg, "--quant_cfg", EXTRA_KEYS)
+    return lay_over(merge_quant_section(section, quant_cfg, "--quant_cfg", EXTRA_KEYS), quant_sets(set_cfgs))
 
 
 def calib_options(section: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """A validated OpenPCDet run (:func:`prepare`), as OpenPCDet's ``tools/test.py`` builds it.
 
 ``cfg_from_yaml_file`` + ``cfg_from_list`` (``--set``), the quant section (the config's top-level
-``QUANT:`` key, with ``--quant_cfg FILE`` merged into it; the core schema plus ``calib``), the
+``QUANT:`` key, with ``--quant_cfg FILE`` and then ``--set QUANT.*`` merged into it; the core
+schema plus ``calib``), the
 checkpoint (read with ``torch.load(weights_only=True)``), ``build_dataloader(training=False)``,
 ``build_network``, the FP weights loaded **strictly** (OpenPCDet's ``load_params_from_file`` only
 logs the keys it cannot load; here a missing, unexpected or reshaped key is an error; NaN or
@@ -34,6 +35,7 @@ from pcdet_ext.config import (
     load_pcdet_config,
     parse_quant,
     quant_section,
+    quant_sets,
 )
 from pcdet_ext.cpu_patches import apply_cpu_patches
 from pcdet_ext.detector import check_supported, remaining_batchnorms
@@ -108,7 +110,7 @@ def prepare(args: Any, need_test: bool = True, need_calib: bool = True, need_eva
     if not torch.cuda.is_available():
         apply_cpu_patches()
     cfg = load_pcdet_config(pcdet, args.cfg_file, args.set_cfgs)
-    qcfg, calib = parse_quant(quant_section(cfg, args.quant_cfg))
+    qcfg, calib = parse_quant(quant_section(cfg, args.quant_cfg, args.set_cfgs))
     work_dir = Path(args.work_dir) if args.work_dir is not None else default_work_dir(cfg, args.extra_tag)
     check_writable(work_dir)
     checkpoint = Path(args.ckpt)
@@ -135,7 +137,7 @@ def prepare(args: Any, need_test: bool = True, need_calib: bool = True, need_eva
     model = pcdet.build_network(model_cfg=cfg.MODEL, num_class=len(cfg.CLASS_NAMES), dataset=test_set)
     check_supported(model)
     if quantized:
-        if args.quant_cfg is not None or cfg.get(QUANT_KEY):
+        if args.quant_cfg is not None or cfg.get(QUANT_KEY) or quant_sets(args.set_cfgs):
             logger.warning("%s is a quantized checkpoint: its stored quant config is used, not the config's %s "
                            "section or --quant_cfg", checkpoint, QUANT_KEY)
         model, qcfg = load_quantized(fuse_conv_bn(model), checkpoint, extra_keys=EXTRA_KEYS)

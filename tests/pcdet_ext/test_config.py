@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("spconv.pytorch", reason="spconv is not installed")
 
-from pcdet_ext.config import EXTRA_KEYS, calib_options, parse_quant, quant_section
+from pcdet_ext.config import EXTRA_KEYS, calib_options, parse_quant, quant_section, quant_sets
 from rdoq_bench import voxelnext_toy as toy
 from rdoq_plugins import ConfigError, load_quant_config
 from tests.pcdet_ext.conftest import PCDET_CONFIGS
@@ -69,6 +69,24 @@ def test_the_file_is_merged_into_the_quant_section(tmp_path: Path) -> None:
     assert (qcfg.w_qconfig.bit, qcfg.w_qconfig.ch_axis) == (2, 0)
     assert calib == {"split": "test", "batch_size": 2, "seed": 1005, "augment": False}  # null: the default
     assert [k for k, _ in qcfg.overrides] == ["re:dense_head\\..*", "backbone_3d.conv_input.0"]  # both kept
+
+
+def test_set_quant_keys_apply_after_the_file_with_or_without_a_quant_key(tmp_path: Path) -> None:
+    """Issue 16, item 6: ``--set QUANT.*`` on a config without a ``QUANT:`` key changes the
+    ``--quant_cfg`` section; the other ``--set`` pairs are OpenPCDet's."""
+    sets = ["DATA_CONFIG.DATA_PATH", "/x", "QUANT.calibrate", "4", "QUANT.recon.iters", "7",
+            "QUANT.calib.seed", "null", "QUANT.rdoq", "null"]
+    assert quant_sets(sets) == {"calibrate": 4, "recon": {"iters": 7}, "calib": {"seed": None}, "rdoq": None}
+    (tmp_path / "q.yaml").write_text("calibrate: 16\nrecon: {iters: 100, drop_prob: 0.3}\ncalib: {seed: 3}\n"
+                                     "rdoq: {target_rates: [4]}\n")
+    for cfg in ({"MODEL": {}}, {"MODEL": {}, "QUANT": {"calibrate": 2}}):
+        qcfg, calib = parse_quant(quant_section(cfg, tmp_path / "q.yaml", sets))
+        assert qcfg.calibrate == 4 and qcfg.recon is not None and qcfg.rdoq is None
+        assert (qcfg.recon.iters, qcfg.recon.drop_prob) == (7, 0.3)  # the file's other keys stay
+        assert calib["seed"] == 1005  # null: the default
+    assert parse_quant(quant_section({}, None, ["QUANT.w_qconfig.bit", "2"]))[0].w_qconfig.bit == 2
+    with pytest.raises(ConfigError, match="did you mean 'calibrate'"):
+        parse_quant(quant_section({}, tmp_path / "q.yaml", ["QUANT.calibrat", "4"]))
 
 
 def test_qdrops_own_config_file_as_quant_cfg(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

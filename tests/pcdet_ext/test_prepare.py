@@ -56,9 +56,13 @@ def test_bad_inputs_fail_before_any_work_and_write_nothing(fake_openpcdet: dict[
     cfg = re.escape(env["cfg"])
     cases = [
         (["--quant_cfg", str(tmp_path / "typo.yaml")], ConfigError, "did you mean 'drop_prob'"),
-        (["--set", "QUANT.calibrate", "1"], InputError,  # no QUANT section in the config
-         (rf"^--set QUANT\.calibrate: {cfg} has no key 'QUANT' at the top level; the config has no QUANT section: "
+        (["--set", "QUANT", "1"], InputError,  # QUANT.* goes to the quant section; QUANT alone is a key
+         (rf"^--set QUANT: {cfg} has no key 'QUANT' at the top level; the config has no QUANT section: "
           r"give the quant settings with --quant_cfg$")),
+        (["--quant_cfg", str(env["root"] / "qdrop.yaml"), "--set", "QUANT.calibrat", "4"], ConfigError,
+         r"^quant config: calibrat: unknown key \(did you mean 'calibrate'\?\)"),
+        (["--quant_cfg", str(env["root"] / "qdrop.yaml"), "--set", "QUANT.calibrate", "7"], ConfigError,
+         "more calibration frames"),  # the YAML has no QUANT key: --set changes --quant_cfg's section
         (["--set", "MODEL.NAROW", "True"], InputError,
          rf"^--set MODEL\.NAROW: {cfg} has no key 'NAROW' under MODEL; did you mean MODEL\.NARROW\?$"),
         (["--set", "model.NARROW", "True"], InputError,

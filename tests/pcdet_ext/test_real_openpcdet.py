@@ -224,3 +224,20 @@ def test_export_of_the_rdoq_checkpoint_reloads_bit_exactly(tool: SimpleNamespace
     assert {e["kind"] for e in layers} >= {"SubMConv3d", "SparseConv3d", "SparseConv2d", "SubMConv2d"}
     assert len({b for e in layers for b in e["weight"]["quant"]["bits"]}) > 2  # RDOQ's mixed group bits
     assert report["predicted"] <= report["packed"] <= report["predicted"] * 1.01 + report["header"]
+
+
+def test_set_quant_keys_on_the_stock_config_with_quant_cfg(real: SimpleNamespace, tool: SimpleNamespace) -> None:
+    """Issue 16, item 6: the stock config has no ``QUANT:`` key; ``--set QUANT.calibrate`` changes
+    the ``--quant_cfg`` section, in the config reader and through the tool."""
+    from pcdet_ext.config import QUANT_KEY, load_pcdet_config, parse_quant, quant_section
+    from rdoq_plugins import ConfigError
+    from tools.pcdet import test as test_tool
+
+    sets = ["DATA_CONFIG.DATA_PATH", str(real.data), "QUANT.calibrate", "4", "QUANT.recon.iters", "3"]
+    cfg = load_pcdet_config(real.pcdet, CFG, sets)
+    assert QUANT_KEY not in cfg and cfg.DATA_CONFIG.DATA_PATH == str(real.data)
+    qcfg, calib = parse_quant(quant_section(cfg, tool.root / "qdrop.yaml", sets))
+    assert qcfg.calibrate == 4 and qcfg.recon is not None and qcfg.recon.iters == 3 and calib["batch_size"] == 1
+    argv = tool.argv("set_quant", tool.root / "random.pth", "qdrop.yaml", "--debug")
+    with pytest.raises(ConfigError, match="more calibration frames"):  # 4 > the 2 generated train frames
+        test_tool.main([*argv, "QUANT.calibrate", "4"])
