@@ -11,7 +11,7 @@ from __future__ import annotations
 DESCRIPTIONS: dict[str, dict[str, str]] = {
     "QuantConfig": {
         "w_qconfig": "How weights are quantized (QDrop's `w_qconfig`).",
-        "a_qconfig": "How each quantized layer's input is quantized (QDrop's `a_qconfig`).",
+        "a_qconfig": "How activations are quantized (QDrop's `a_qconfig`), and where (`position`).",
         "calibrate": "Calibration images (or frames): ranges, RD curves and reconstruction use them.",
         "recon": "QDrop block reconstruction; `null` gives plain PTQ (calibration only).",
         "overrides": "Per-layer settings, keyed by exact module name or `re:` + a regular expression.",
@@ -28,6 +28,15 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "symmetric": "A grid symmetric around zero (no zero point).",
         "ch_axis": "Axis with one step per channel; `-1` is one step per tensor (QDrop's convention).",
         "group_size": "Channels of `ch_axis` sharing one step (RDOQ channel groups); `null`: one each.",
+        "position": "Top-level `a_qconfig` only (`null` for weights). `input`: every quantized layer quantizes "
+                    "its input. `output`: quantizers on the tensors layers produce, where the official QDrop "
+                    "code puts them, each step learned in the unit that produces it; layers whose input no "
+                    "such quantizer covers keep an input quantizer. The adapter places them (mmdet: ResNet "
+                    "+ FPN, see docs/mmdet.md; OpenPCDet refuses `output`); used through the core alone, "
+                    "each layer quantizes its output. With no input quantizer in a unit, both `recon.mix` "
+                    "rules give the paper's. Output "
+                    "quantizers use the top-level `a_qconfig`; an override's `a_qconfig` still means the "
+                    "layer's input. Not with `rdoq.target` act / joint / both. Measured effect: not measured yet.",
     },
     "ReconConfig": {
         "iters": "Optimisation steps per reconstruction unit.",
@@ -87,8 +96,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
 # The paragraph under each section's heading, per schema dataclass.
 INTROS: dict[str, str] = {
     "QuantConfig": "The keys of the quantization config itself.",
-    "QuantizerConfig": "One quantizer each: weights, layer inputs. A partial mapping keeps the other "
-                       "defaults.",
+    "QuantizerConfig": "One quantizer each: weights, activations (layer inputs unless `position: output`). "
+                       "A partial mapping keeps the other defaults.",
     "ReconConfig": "QDrop / BRECQ block reconstruction, unit by unit in forward order.",
     "EarlyStopConfig": "Off (`null`) by default; a mapping turns it on, its keys defaulting as below.",
     "RDOQConfig": "Off (`null`) by default; a mapping, even `{}`, turns RDOQ on with the defaults below.",

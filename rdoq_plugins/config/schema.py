@@ -34,7 +34,8 @@ from rdoq_plugins.config.errors import (
     get_int,
     join,
 )
-from rdoq_plugins.config.rdoq import RDOQConfig
+from rdoq_plugins.config.placement import Placement, read_position
+from rdoq_plugins.config.rdoq import RDOQConfig, Target
 from rdoq_plugins.granularity import Granularity, PerChannel, PerGroup, PerTensor
 from rdoq_plugins.quant.adaround import RoundMode
 from rdoq_plugins.quant.qdrop import MixRule
@@ -54,7 +55,8 @@ class QuantizerConfig:
     """One quantizer: ``{quantizer, observer, bit, symmetric, ch_axis}`` (+ ``group_size``).
 
     ``ch_axis: -1`` means per tensor (QDrop's convention); ``group_size`` groups ``ch_axis``'s
-    channels into RDOQ channel groups.
+    channels into RDOQ channel groups. ``position`` (top-level ``a_qconfig`` only; None for weights):
+    where activations are quantized (:class:`~rdoq_plugins.config.placement.Placement`).
     """
 
     quantizer: str
@@ -63,6 +65,7 @@ class QuantizerConfig:
     symmetric: bool = False
     ch_axis: int = -1
     group_size: int | None = None
+    position: Placement | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], path: str, base: QuantizerConfig, weight: bool) -> QuantizerConfig:
@@ -84,6 +87,7 @@ class QuantizerConfig:
             symmetric=get_bool(data, "symmetric", base.symmetric, path),
             ch_axis=ch_axis,
             group_size=group_size,
+            position=read_position(data, path, base.position, weight),
         )
 
     @property
@@ -96,7 +100,8 @@ class QuantizerConfig:
 
 
 DEFAULT_W = QuantizerConfig("AdaRoundFakeQuantize", "MSEObserver", 4, False, 0)
-DEFAULT_A = QuantizerConfig("LSQFakeQuantize", "AvgMSEFastObserver", 4, False, -1)
+DEFAULT_A = QuantizerConfig("LSQFakeQuantize", "AvgMSEFastObserver", 4, False, -1, position=Placement.INPUT)
+
 
 
 @dataclass(frozen=True)
@@ -218,6 +223,10 @@ class QuantConfig:
         w = QuantizerConfig.from_dict(data.get("w_qconfig") or {}, "w_qconfig", DEFAULT_W, weight=True)
         a = QuantizerConfig.from_dict(data.get("a_qconfig") or {}, "a_qconfig", DEFAULT_A, weight=False)
         recon = data.get("recon", {})
+        rdoq = None if data.get("rdoq") is None else RDOQConfig.from_dict(data["rdoq"])
+        if a.position is Placement.OUTPUT and rdoq is not None and rdoq.target is not Target.WEIGHT:
+            raise ConfigError("a_qconfig.position", f"rdoq.target {rdoq.target.value} allocates bits to layer inputs, "
+                              "which output placement does not quantize", a.position.value, Placement.INPUT.value)
         overrides = tuple(
             (key, _layer_override(value, f"overrides.{key}", w, a))
             for key, value in (data.get("overrides") or {}).items()
@@ -228,7 +237,7 @@ class QuantConfig:
             calibrate=get_int(data, "calibrate", cls.calibrate, "", 1),
             recon=None if recon is None else ReconConfig.from_dict(recon, "recon"),
             overrides=overrides,
-            rdoq=None if data.get("rdoq") is None else RDOQConfig.from_dict(data["rdoq"]),
+            rdoq=rdoq,
             extra={k: data[k] for k in extra_keys if k in data},
             version=version,
         )
@@ -254,6 +263,7 @@ class QuantConfig:
         out = asdict(self)
         out.pop("extra")
         out.update(dict(self.extra))
+        out["a_qconfig"]["position"] = self.a_qconfig.position.value if self.a_qconfig.position else None
         if self.recon is not None:
             recon = out["recon"]
             recon["round_mode"] = self.recon.round_mode.value
@@ -269,7 +279,8 @@ class QuantConfig:
 
 
 def _qdict(q: QuantizerConfig | None) -> dict[str, Any] | None:
-    return None if q is None else asdict(q)
+    """An override part as a plain dict; ``position`` belongs to the top-level ``a_qconfig``."""
+    return None if q is None else {k: v for k, v in asdict(q).items() if k != "position"}
 
 
 def _layer_override(value: Any, path: str, w: QuantizerConfig, a: QuantizerConfig) -> LayerQConfig | None:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from rdoq_plugins.modules.fused import ConvReLU2d
 from rdoq_plugins.modules.layer_map import foldable_types, quant_layer_for
 from rdoq_plugins.modules.quant_layer import QuantLayer
 
@@ -56,7 +57,7 @@ def fuse_conv_bn(model: nn.Module) -> nn.Module:
             fold_bn(previous, child)
             setattr(model, name, nn.Identity())
             previous = None
-        elif isinstance(child, foldable_types()):
+        elif isinstance(child, foldable_types()) and not isinstance(child, ConvReLU2d):  # a BN after a ReLU
             previous = child
         else:
             fuse_conv_bn(child)

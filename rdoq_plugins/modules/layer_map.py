@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from torch import nn
 
+from rdoq_plugins.modules.fused import ConvReLU2d, QuantConvReLU2d
 from rdoq_plugins.modules.quant_layer import (
     QuantConv1d,
     QuantConv2d,
@@ -26,6 +27,7 @@ _QUANT_LAYERS: dict[type[nn.Module], type[QuantLayer]] = {
     nn.Conv2d: QuantConv2d,
     nn.Conv3d: QuantConv3d,
     nn.Linear: QuantLinear,
+    ConvReLU2d: QuantConvReLU2d,
 }
 
 

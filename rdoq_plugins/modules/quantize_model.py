@@ -4,6 +4,10 @@ Like torchao's ``quantize_(model, config, filter_fn)``: one in-place entry point
 the config's ``w_qconfig`` / ``a_qconfig`` unless an override names it (exact module name, or
 ``re:`` regex); an override of None leaves the layer FP. An override that names or matches no layer
 the model has is an error (:func:`check_overrides`), raised before any layer is swapped.
+
+Where activations are quantized follows ``a_qconfig.position`` (each layer's input, or each layer's
+output), unless the caller decides per layer: an adapter that knows the architecture passes
+``act_position`` as a function of the layer (mmdet's output placement, :mod:`mmdet_ext.act_placement`).
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from typing import Any
 from torch import nn
 
 from rdoq_plugins.config.errors import ConfigError
+from rdoq_plugins.config.placement import Placement
 from rdoq_plugins.config.schema import LayerQConfig, QuantConfig, QuantizerConfig
 from rdoq_plugins.modules.layer_map import quant_layer_for
 from rdoq_plugins.modules.quant_layer import QuantLayer
@@ -30,6 +35,27 @@ class ActPosition(str, Enum):
     INPUT = "input"
     OUTPUT = "output"
     NONE = "none"
+
+
+PositionOf = Callable[[str, nn.Module], ActPosition]  # (layer name, FP layer) -> where its quantizer goes
+
+
+def resolve_position(config: QuantConfig, act_position: ActPosition | PositionOf | None) -> PositionOf:
+    """The per-layer placement: the caller's, or ``a_qconfig.position`` applied to every layer.
+
+    A caller that fixes input placement while the config asks for ``output`` cannot honour the
+    config (an adapter without output placement): that is a :class:`ConfigError`.
+    """
+    wanted = config.a_qconfig.position or Placement.INPUT
+    if act_position is None:
+        fixed = ActPosition.OUTPUT if wanted is Placement.OUTPUT else ActPosition.INPUT
+        return lambda name, module: fixed
+    if isinstance(act_position, ActPosition):
+        if wanted is Placement.OUTPUT and act_position is ActPosition.INPUT:
+            raise ConfigError("a_qconfig.position", "this model's adapter quantizes layer inputs only", wanted.value,
+                              Placement.INPUT.value)
+        return lambda name, module, fixed=act_position: fixed
+    return act_position
 
 
 def build_quantizer(cfg: QuantizerConfig, num_channels: int, is_weight: bool) -> FakeQuantize:
@@ -120,7 +146,7 @@ def check_overrides(config: QuantConfig, names: Sequence[str]) -> None:
 def quantize_model(
     model: nn.Module,
     config: QuantConfig,
-    act_position: ActPosition = ActPosition.INPUT,
+    act_position: ActPosition | PositionOf | None = None,
     include: Callable[[str, nn.Module], bool] | None = None,
     check: bool = True,
 ) -> dict[str, QuantLayer]:
@@ -129,7 +155,9 @@ def quantize_model(
     Args:
         model: the FP model (BN already folded, see :func:`fuse_conv_bn`).
         config: the validated quant config.
-        act_position: whether each layer quantizes its input, its output, or no activation.
+        act_position: whether each layer quantizes its input, its output, or no activation: one
+            choice for all, a function of ``(name, layer)``, or None to follow ``a_qconfig.position``
+            (:func:`resolve_position`).
         include: ``(name, module) -> bool``; layers it rejects stay FP.
         check: first check that every override names or matches a quantizable layer of the model
             (:func:`check_overrides`; layers ``include`` rejects count); off to rebuild a saved
@@ -138,6 +166,7 @@ def quantize_model(
     Returns:
         The wrapped layers by module name. Quantizers start disabled: calibrate, then switch on.
     """
+    position_of = resolve_position(config, act_position)
     if check:
         check_overrides(config, quantizable_layers(model))
     wrapped: dict[str, QuantLayer] = {}
@@ -153,9 +182,10 @@ def quantize_model(
         if w_cfg is not None:
             weight_q = build_quantizer(w_cfg, module.weight.shape[max(w_cfg.ch_axis, 0)], is_weight=True)
         in_q = out_q = None
-        if a_cfg is not None and act_position is ActPosition.INPUT:
+        position = position_of(name, module)
+        if a_cfg is not None and position is ActPosition.INPUT:
             in_q = build_quantizer(a_cfg, _channels(module, "in"), is_weight=False)
-        elif a_cfg is not None and act_position is ActPosition.OUTPUT:
+        elif a_cfg is not None and position is ActPosition.OUTPUT:
             out_q = build_quantizer(a_cfg, _channels(module, "out"), is_weight=False)
         new = wrapper.from_float(module, weight_q, in_q, out_q)
         set_submodule(model, name, new)

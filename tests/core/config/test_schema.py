@@ -59,6 +59,12 @@ BAD = [
     ({"overrides": {"conv1": {"w_qconfig": {"bits": 8}}}}, "overrides.conv1.w_qconfig.bits", "did you mean 'bit'"),
     ({"overrides": {"conv1": {"weights": None}}}, "overrides.conv1.weights", "a_qconfig, w_qconfig"),
     ({"version": 3}, "version", "an integer in [1, 2]"),
+    ({"a_qconfig": {"position": "outputs"}}, "a_qconfig.position", "got 'outputs'; allowed: input, output"),
+    ({"w_qconfig": {"position": "output"}}, "w_qconfig.position", "weights have no position"),
+    ({"overrides": {"conv1": {"a_qconfig": {"position": "output"}}}}, "overrides.conv1.a_qconfig.position",
+     "set it in the top-level a_qconfig"),
+    ({"a_qconfig": {"position": "output"}, "rdoq": {"target": "joint"}}, "a_qconfig.position",
+     "rdoq.target joint allocates bits to layer inputs"),
 ]
 
 
@@ -76,3 +82,16 @@ def test_extra_keys_are_kept_only_when_declared() -> None:
     assert cfg.extra == {"heads": {"rpn": True}}
     with pytest.raises(ConfigError, match="unknown key"):
         load_quant_config({"heads": {}})
+
+
+def test_position_is_read_from_the_top_level_a_qconfig_and_round_trips() -> None:
+    assert load_quant_config({}).a_qconfig.position == "input" and load_quant_config({}).w_qconfig.position is None
+    cfg = load_quant_config({"a_qconfig": {"position": "output"}, "overrides": {"x": {"a_qconfig": {"bit": 8}}},
+                             "rdoq": {"target": "weight"}})
+    assert cfg.a_qconfig.position == "output" and cfg.for_layer("x").a_qconfig.position == "output"
+    data = cfg.to_dict()
+    assert data["a_qconfig"]["position"] == "output" and "position" not in data["overrides"]["x"]["a_qconfig"]
+    assert QuantConfig.from_dict(data) == cfg
+    old = {k: v for k, v in load_quant_config({}).to_dict().items()}
+    old["a_qconfig"] = {k: v for k, v in old["a_qconfig"].items() if k != "position"}  # a config stored before the key
+    assert QuantConfig.from_dict(old).a_qconfig.position == "input"

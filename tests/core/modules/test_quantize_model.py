@@ -115,3 +115,18 @@ def test_overrides_that_match_pass_and_the_check_can_be_skipped() -> None:
     # A stored config is rebuilt whatever its overrides (check=False).
     stale = load_quant_config({**MINMAX, "overrides": {"re:bbox_head\\..*": None}})
     assert len(quantize_model(_Named(), stale, check=False)) == 3
+
+
+def test_position_follows_the_config_or_the_callers_choice_per_layer() -> None:
+    output = {**MINMAX, "a_qconfig": {**MINMAX["a_qconfig"], "position": "output"}}
+    follows = quantize_model(_net(), load_quant_config(output))
+    assert all(q.input_quantizer is None and q.output_quantizer is not None for q in follows.values())
+    per_layer = quantize_model(_net(), load_quant_config(output),
+                               act_position=lambda name, m: ActPosition.NONE if name == "3" else ActPosition.INPUT)
+    assert per_layer["0"].input_quantizer is not None and per_layer["3"].input_quantizer is None
+    assert per_layer["3"].output_quantizer is None
+    # An adapter that only quantizes inputs cannot honour output placement: one line naming the key.
+    with pytest.raises(ConfigError, match=r"^quant config: a_qconfig\.position: this model's adapter quantizes "
+                                          r"layer inputs only; got 'output'; allowed: input$"):
+        quantize_model(_net(), load_quant_config(output), act_position=ActPosition.INPUT)
+    assert quantize_model(_net(), load_quant_config(MINMAX))["0"].input_quantizer is not None  # default: input
