@@ -2,9 +2,11 @@
 
 Beyond the official QDrop detection code (backbone + FPN only), every weighted layer is quantized
 by default: the ResNet stem and blocks, FPN lateral / output / extra convs, and the heads (RPN head,
-RoI bbox head FCs and predictors, RetinaHead towers and predictors). Every such layer quantizes its
-input, so each tensor an integer kernel reads, the FPN outputs the heads consume included, is on a
-low-bit grid; residual adds stay FP as in QDrop. Each head can be left FP with ``heads``.
+RoI bbox head FCs and predictors, RetinaHead towers and predictors). By default
+(``a_qconfig.position: input``) every such layer quantizes its input, so each tensor an integer
+kernel reads, the FPN outputs the heads consume included, is on a low-bit grid; residual adds stay
+FP as in QDrop. ``output`` places the backbone and FPN quantizers where the official code does
+(:mod:`mmdet_ext.act_placement`). Each head can be left FP with ``heads``.
 """
 from __future__ import annotations
 
@@ -18,10 +20,12 @@ from mmdet.core import bbox2roi
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck
 from torch import Tensor, nn
 
+from mmdet_ext.act_placement import add_output_quantizers, fuse_for_placement, output_positions
 from mmdet_ext.head_levels import split_head_levels
 from mmdet_ext.rd_target import dense_scores, roi_scores
 from rdoq_plugins import ActPosition, QuantConfig, QuantLayer, quantize_model
 from rdoq_plugins.config import ConfigError
+from rdoq_plugins.config.placement import Placement
 from rdoq_plugins.memory import release_free_memory
 
 # A ConvModule (conv, folded norm, activation) is one unit so its error is measured after the ReLU, as
@@ -59,13 +63,19 @@ def check_heads(model: nn.Module, heads: Mapping[str, Any] | bool) -> dict[str, 
 def quantize_detector(model: nn.Module, qcfg: QuantConfig, heads: Mapping[str, bool],
                       check: bool = True) -> dict[str, QuantLayer]:
     """Swaps the detector's layers for quantized ones (BN must be folded already); with the
-    ``per_level_act`` key, dense heads get one input quantizer per FPN level. ``check``: an
-    override that names no layer of the detector is an error (off for a stored config)."""
+    ``per_level_act`` key, dense heads get one input quantizer per FPN level; with
+    ``a_qconfig.position: output`` the backbone and FPN get output quantizers instead of input ones
+    (:mod:`mmdet_ext.act_placement`). ``check``: an override that names no layer of the detector is
+    an error (off for a stored config)."""
     off = tuple(f"{h}." for h, on in heads.items() if not on)
-    wrapped = quantize_model(model, qcfg, ActPosition.INPUT, include=lambda name, _: not name.startswith(off),
-                             check=check)
+    output = qcfg.a_qconfig.position is Placement.OUTPUT
+    fuse_for_placement(model, qcfg)
+    position = output_positions(model, qcfg) if output else ActPosition.INPUT
+    wrapped = quantize_model(model, qcfg, position, include=lambda name, _: not name.startswith(off), check=check)
     if not wrapped:
         raise ConfigError("overrides", "no layer of the model is left to quantize", dict(heads))
+    if output:
+        add_output_quantizers(model, qcfg)
     if qcfg.extra.get("per_level_act", False):  # absent in quantized checkpoints from before the key
         split_head_levels(model, heads)
     return wrapped

@@ -16,6 +16,7 @@ import numpy as np
 from mmcv.runner import HOOKS, get_priority
 from mmcv.utils import build_from_cfg
 
+from mmdet_ext.act_placement import fuse_for_placement
 from mmdet_ext.calib_data import calib_batches
 from mmdet_ext.detector import DetectorAdapter, quantize_detector
 from mmdet_ext.hooks import QuantHook
@@ -73,6 +74,7 @@ def plan_quantization(prep: Prepared, hooks: list[dict[str, Any]] | None = None)
     fp_model = prep.model
     for p in fp_model.parameters():
         p.requires_grad_(False)
+    fuse_for_placement(fp_model, prep.qcfg)  # the FP stem's output, a reconstruction target, after its ReLU
     model = copy.deepcopy(fp_model)
     quantize_detector(model, prep.qcfg, prep.heads)
     map_large_allocations()  # feature maps of tens of MB: their pages go back to the OS when freed
