@@ -60,7 +60,9 @@ def quant_section(model: str, method: str, w_bits: int, a_bits: int, iters: int,
         # Every unit is reconstructed, the heads too. Since units are ConvModules (conv + ReLU), RetinaNet
         # QDrop W4A4 reconstructs its head to 0.614, against 0.604 with the head left out (recon.exclude)
         # and 0.585 with each tower conv fitted on its pre-ReLU output.
-        section.update(w_qconfig={"bit": w_bits}, a_qconfig={"bit": a_bits}, recon={"iters": iters, "keep_gpu": False})
+        # Weights start from the official 2-D search, as in the QDrop presets (qdrop_w4a4.py).
+        section.update(w_qconfig={"bit": w_bits, "observer": "GridMSEObserver"}, a_qconfig={"bit": a_bits},
+                       recon={"iters": iters, "keep_gpu": False})
         # RetinaHead (focal loss): QDrop's Lp-optimal ranges clip the tower and predictor outliers the
         # scores depend on (MSE-initialised W4A4 PTQ: 0.461 vs min-max 0.553), so the head starts from
         # min-max ranges. Faster R-CNN has no top-level bbox_head, and an override that matches no

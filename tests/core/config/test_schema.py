@@ -6,6 +6,7 @@ import pytest
 
 from rdoq_plugins.config import ConfigError, QuantConfig, load_quant_config
 from rdoq_plugins.granularity import PerGroup
+from rdoq_plugins.quant.qdrop import MixRule
 
 
 def test_to_dict_round_trips() -> None:
@@ -13,11 +14,21 @@ def test_to_dict_round_trips() -> None:
                              "recon": {"early_stop": {"window": 10}, "exclude": ["bbox_head\\..*"], "bias_lr": 1e-3}})
     assert QuantConfig.from_dict(cfg.to_dict()) == cfg
     full = load_quant_config({"recon": {}}).to_dict()
-    assert full["version"] == 2 and {"bias_lr", "exclude"} <= set(full["recon"])  # every key written
+    assert full["version"] == 3 and {"bias_lr", "exclude", "mix"} <= set(full["recon"])  # every key written
     # A version-1 config (no bias_lr / exclude at their defaults) reads back with the defaults.
     old = {**full, "version": 1, "recon": {k: v for k, v in full["recon"].items() if k not in ("bias_lr", "exclude")}}
     assert QuantConfig.from_dict(old).recon == QuantConfig.from_dict(full).recon
     assert cfg.w_qconfig.granularity == PerGroup(0, 16)
+
+
+def test_mix_default_and_stored_before_it_changed() -> None:
+    fresh = load_quant_config({"recon": {}})
+    assert fresh.recon.mix is MixRule.ELEMENT
+    # A config stored at version 2 without the key mixed twice, and reads back so.
+    stored = fresh.to_dict()
+    stored["recon"].pop("mix")
+    assert QuantConfig.from_dict({**stored, "version": 2}).recon.mix is MixRule.TWICE
+    assert QuantConfig.from_dict(stored).recon.mix is MixRule.ELEMENT
 
 
 def test_override_resolution_order() -> None:
@@ -58,7 +69,7 @@ BAD = [
     ({"overrides": {"re:([": None}}, "overrides.re:([", "invalid regular expression"),
     ({"overrides": {"conv1": {"w_qconfig": {"bits": 8}}}}, "overrides.conv1.w_qconfig.bits", "did you mean 'bit'"),
     ({"overrides": {"conv1": {"weights": None}}}, "overrides.conv1.weights", "a_qconfig, w_qconfig"),
-    ({"version": 3}, "version", "an integer in [1, 2]"),
+    ({"version": 4}, "version", "an integer in [1, 3]"),
     ({"a_qconfig": {"position": "outputs"}}, "a_qconfig.position", "got 'outputs'; allowed: input, output"),
     ({"w_qconfig": {"position": "output"}}, "w_qconfig.position", "weights have no position"),
     ({"overrides": {"conv1": {"a_qconfig": {"position": "output"}}}}, "overrides.conv1.a_qconfig.position",
