@@ -152,6 +152,20 @@ def row(model: str, method: str, w_bits: int, report: dict[str, Any]) -> dict[st
     return out
 
 
+def row_key(r: dict[str, Any]) -> tuple[Any, ...]:
+    """What makes a row distinct: model, method, bits, and a sweep row's settings."""
+    sweep = r.get("sweep")
+    return (r["model"], r["method"], r["w_bits"], r["a_bits"], sweep, r.get("iters") if sweep else None,
+            str(r.get("early_stop")) if sweep else None)
+
+
+def merge_rows(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``old`` with each row ``new`` also has replaced in place, then the rows only ``new`` has."""
+    fresh = {row_key(r): r for r in new}
+    merged = [fresh.pop(row_key(r), r) for r in old]
+    return merged + [r for r in new if row_key(r) in fresh]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
@@ -162,6 +176,8 @@ def main() -> None:
     parser.add_argument("--work-root", type=Path, default=REPO / "work_dirs" / "bench")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results.json")
     parser.add_argument("--no-run", action="store_true", help="only collect the rows that already ran")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the rows of --out that this run does not produce (same model, method, bits, iters)")
     parser.add_argument("--sweep-iters", nargs="*", type=int, default=list(recon_iters.ITERS),
                         help="Faster R-CNN QDrop W4A4 at these iterations per unit + one early-stop run "
                              "(bench/recon_iters.png); none: skip")
@@ -198,6 +214,8 @@ def main() -> None:
         rows += swept_rows
         if swept_rows:
             recon_iters.plot(swept_rows, args.out.parent / "recon_iters.png")
+    if args.merge and args.out.is_file():
+        rows = merge_rows(json.loads(args.out.read_text()), rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2) + "\n")
     print(f"\n{'model':<13}{'method':<17}{'W/A':>7}{'avg W':>7}{'avg A':>7}{'mAP':>8}{'AP50':>8}{'time s':>9}"

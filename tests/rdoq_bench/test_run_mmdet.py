@@ -44,3 +44,16 @@ def test_sweep_runs_each_length_then_early_stop(tmp_path: Path) -> None:
     png = tmp_path / "recon_iters.png"
     recon_iters.plot(rows, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_merge_replaces_matching_rows_and_keeps_the_rest() -> None:
+    from rdoq_bench.run_mmdet import merge_rows
+
+    def r(method: str, ap: float, **kw: Any) -> dict[str, Any]:
+        return {"model": "faster_rcnn", "method": method, "w_bits": 4, "a_bits": 4, "bbox_mAP": ap, **kw}
+
+    old = [r("minmax", 0.6), r("qdrop", 0.7), r("rdoq", 0.69)]  # rows written before the iters key
+    new = [r("qdrop", 0.72, iters=500), r("qdrop", 0.65, iters=100, sweep="recon_iters"), r("qdrop-official", 0.73)]
+    merged = merge_rows(old, new)
+    assert [(m["method"], m["bbox_mAP"]) for m in merged] == [("minmax", 0.6), ("qdrop", 0.72), ("rdoq", 0.69),
+                                                               ("qdrop", 0.65), ("qdrop-official", 0.73)]
