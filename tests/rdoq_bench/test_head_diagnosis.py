@@ -37,11 +37,25 @@ def test_part_rows_and_quantizer_states_restored(quantized: tuple[Path, Path]) -
     assert [bool(q.fake_quant_enabled) for q in quantizers(det)] == before
     assert [r["part"] for r in result["rows"]] == ["rpn_head", "roi_head"]
     for r in result["rows"]:
-        assert r["quantizers"] > 0
+        assert r["quantizers"] > 0 and r["kind"] == "both"
         assert r["recovered"] == pytest.approx(r["bbox_mAP_part_fp"] - result["bbox_mAP_quant"], abs=1e-4)
+
+
+def test_one_layer_one_kind(quantized: tuple[Path, Path]) -> None:
+    config, ckpt = quantized
+    prep = prepare(config, ckpt, config.parent / "work", None, need_calib=False)
+    det = prep.model.eval()
+    layer = "roi_head.bbox_head.fc_cls"
+    before = [bool(q.fake_quant_enabled) for q in quantizers(det)]
+    row = diagnose_model(prep, det, [layer], "act")["rows"][0]
+    assert (row["part"], row["kind"]) == (layer, "act")
+    assert row["quantizers"] == sum(1 for _ in quantizers(det.get_submodule(layer), weight=False)) >= 1
+    assert [bool(q.fake_quant_enabled) for q in quantizers(det)] == before
 
 
 def test_unknown_part_is_an_input_error(quantized: tuple[Path, Path]) -> None:
     config, ckpt = quantized
     with pytest.raises(InputError, match="bbox_head"):
         diagnose(config, ckpt, ["bbox_head"])
+    with pytest.raises(InputError, match="roi_head.nothing"):
+        diagnose(config, ckpt, ["roi_head.nothing"])
