@@ -19,8 +19,9 @@ MODEL, METHOD, W_BITS, A_BITS = "faster_rcnn", "qdrop", 4, 4
 RunRow = Callable[[int, "dict[str, Any] | None", str], "dict[str, Any] | None"]
 
 
-def sweep(run_row: RunRow, iters: tuple[int, ...] = ITERS) -> list[dict[str, Any]]:
-    """The sweep rows: one per iteration count, then the early-stop row.
+def sweep(run_row: RunRow, iters: tuple[int, ...] = ITERS, early_stop_max: int = max(ITERS)) -> list[dict[str, Any]]:
+    """The sweep rows: one per iteration count, then the early-stop row (up to ``early_stop_max``
+    iterations per unit; 0: none).
 
     ``run_row(iters, recon_keys, work_dir_suffix)`` returns a bench row (None: not run).
     """
@@ -29,7 +30,7 @@ def sweep(run_row: RunRow, iters: tuple[int, ...] = ITERS) -> list[dict[str, Any
         out = run_row(n, None, "")
         if out is not None:
             rows.append({**out, "sweep": "recon_iters", "early_stop": None})
-    out = run_row(max(iters), {"early_stop": EARLY_STOP}, "_es")
+    out = run_row(early_stop_max, {"early_stop": EARLY_STOP}, "_es") if early_stop_max else None
     if out is not None:
         rows.append({**out, "sweep": "recon_iters", "early_stop": EARLY_STOP})
     return rows

@@ -181,6 +181,8 @@ def main() -> None:
     parser.add_argument("--sweep-iters", nargs="*", type=int, default=list(recon_iters.ITERS),
                         help="Faster R-CNN QDrop W4A4 at these iterations per unit + one early-stop run "
                              "(bench/recon_iters.png); none: skip")
+    parser.add_argument("--sweep-early-stop", type=int, default=max(recon_iters.ITERS), metavar="MAX_ITERS",
+                        help="the sweep's early-stop run: at most this many iterations per unit (0: none)")
     args = parser.parse_args()
     rows: list[dict[str, Any]] = []
     for model in args.models:
@@ -210,7 +212,7 @@ def main() -> None:
                          need_fp=False, recon=recon, suffix=suffix)
             return None if report is None else row(recon_iters.MODEL, recon_iters.METHOD, recon_iters.W_BITS, report)
 
-        swept_rows = recon_iters.sweep(run_row, tuple(args.sweep_iters))
+        swept_rows = recon_iters.sweep(run_row, tuple(args.sweep_iters), args.sweep_early_stop)
         rows += swept_rows
         if swept_rows:
             recon_iters.plot(swept_rows, args.out.parent / "recon_iters.png")

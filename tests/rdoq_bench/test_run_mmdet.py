@@ -36,9 +36,10 @@ def test_sweep_runs_each_length_then_early_stop(tmp_path: Path) -> None:
         return {"model": "faster_rcnn", "method": "qdrop", "iters": iters, "mean_unit_iters": mean,
                 "bbox_mAP": 0.5 + iters / 1e4}
 
-    rows = recon_iters.sweep(run_row, (100, 250, 1000))
+    rows = recon_iters.sweep(run_row, (100, 250, 1000), 1000)
     assert calls == [(100, None, ""), (250, None, ""), (1000, None, ""),
                      (1000, {"early_stop": recon_iters.EARLY_STOP}, "_es")]
+    assert len(recon_iters.sweep(run_row, (100,), 0)) == 1  # no early-stop run
     assert [(r["iters"], r["early_stop"]) for r in rows] == [(100, None), (1000, None),
                                                               (1000, recon_iters.EARLY_STOP)]
     png = tmp_path / "recon_iters.png"
