@@ -22,6 +22,7 @@ from mmdet.core import bbox2roi
 from torch import Tensor, nn
 
 from rdoq_plugins.export.onnx_qdq import Exported, export_qdq
+from rdoq_plugins.export.ort_session import exact_session
 
 
 def is_two_stage(det: nn.Module) -> bool:
@@ -108,11 +109,9 @@ def graph_inputs(det: nn.Module, graph: Graph, batches: Sequence[tuple[Tensor, l
 
 
 def session(model_bytes: bytes) -> Any:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+    """A CPU session that computes what the graph says (:mod:`rdoq_plugins.export.ort_session`), on
+    as many threads as torch uses (``OMP_NUM_THREADS``)."""
+    return exact_session(model_bytes, torch.get_num_threads())
 
 
 @contextmanager

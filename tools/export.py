@@ -12,7 +12,8 @@ CONFIG is the mmdet config; QUANTIZED_CKPT the ``quantized.pth`` that ``tools/te
   :func:`rdoq_plugins.export.load_packed`;
 * ``export.json``: per layer, bits, containers and node names; sizes; with ``--check``, each layer's
   largest output difference against the fake-quantized model on ``--images`` test images and the
-  first layer over the tolerance; with ``--eval``, box AP with onnxruntime beside the fake-quant AP.
+  first layer over the tolerance, and each written graph's output difference as onnxruntime runs
+  it; with ``--eval``, box AP with onnxruntime beside the fake-quant AP.
 
 See docs/export.md.
 """
@@ -71,14 +72,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     batches = _batches(prep.test_loader, max(1, args.images))
     args.out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"config": str(args.config), "checkpoint": str(args.checkpoint), "graphs": {}}
-    for graph in export_detector(det, *batches[0]):
+    graphs = export_detector(det, *batches[0])
+    for graph in graphs:
         save(graph.exported, args.out / f"{graph.name}.onnx")
         report["graphs"][graph.name] = {"file": f"{graph.name}.onnx", "layers": graph.exported.layers}
     packed = write_packed(det, args.out / "weights.packed", {"config": str(args.config)})
     report["size_bytes"] = {"packed": packed["bytes"], "header": packed["header_bytes"],
                             "predicted": size_bytes(det)["quant"], "fp32": size_bytes(det)["fp32"]}
     if args.check:
-        report["check"] = check(det, batches, args.tol)
+        report["check"] = check(det, batches, args.tol, {g.name: g.exported.model for g in graphs})
     if args.eval:
         sessions = {name: session((args.out / g["file"]).read_bytes()) for name, g in report["graphs"].items()}
         fake, _ = evaluate(prep, det, "fake-quant", ["bbox"])
@@ -89,15 +91,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def check(det: Any, batches: list[Any], tol: float) -> dict[str, Any]:
-    """Parity of every quantized layer on ``batches`` (probed exports, not written)."""
-    out: dict[str, Any] = {"tol": tol, "images": len(batches), "layers": {}, "first_over": None}
+def check(det: Any, batches: list[Any], tol: float, deployed: dict[str, Any]) -> dict[str, Any]:
+    """Parity of every quantized layer on ``batches`` (probed exports, not written) and of the outputs
+    of the ``deployed`` graphs (name -> ModelProto, as written)."""
+    out: dict[str, Any] = {"tol": tol, "images": len(batches), "layers": {}, "first_over": None, "deployed": {}}
     for graph in export_detector(det, *batches[0], probe=True):
         ex = graph.exported
-        parity = run_parity(ex, graph.module, det, graph_inputs(det, graph, batches), [graph.input_name], tol)
+        parity = run_parity(ex, graph.module, det, graph_inputs(det, graph, batches), [graph.input_name], tol,
+                            deployed=deployed[graph.name])
         out["layers"].update(parity.per_layer())
         out.setdefault("layers_propagated", {}).update(parity.per_layer("propagated"))
         out[f"{graph.name}_max_abs_output_diff"] = parity.final_max_abs
+        out["deployed"][graph.name] = parity.deployed
         out["first_over"] = out["first_over"] or parity.first_over
     worst = max(out["layers"], key=out["layers"].__getitem__)
     out["worst"] = {"layer": worst, "max_rel_diff": out["layers"][worst]}
@@ -111,7 +116,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report = tool_main(run, args)
     summary = {k: report.get(k) for k in ("size_bytes", "ap")}
     if "check" in report:
-        summary["check"] = {k: report["check"][k] for k in ("worst", "first_over", "worst_propagated")}
+        summary["check"] = {k: report["check"][k] for k in ("worst", "first_over", "worst_propagated", "deployed")}
     print(json.dumps(summary, indent=1))
     return report
 

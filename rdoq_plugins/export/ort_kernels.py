@@ -5,7 +5,8 @@ onnxruntime's QDQ transformer (graph optimization level "all") replaces a
 an integer kernel (``QLinearConv``, ``QLinearMatMul``, ``MatMulIntegerToFloat``, ``QGemm``...); every
 DequantizeLinear left in the optimized graph runs as a dequantize kernel, and the operator after it
 in float. :func:`kernel_summary` counts both from the optimized graph onnxruntime itself writes;
-:func:`latency_ms` is the median wall time of a run. ``onnxruntime`` is imported inside.
+:func:`latency_ms` is the median wall time of a run. Both use the sessions of
+:mod:`rdoq_plugins.export.ort_session` (the graph as evaluated). ``onnxruntime`` is imported inside.
 """
 from __future__ import annotations
 
@@ -18,33 +19,21 @@ from typing import Any
 
 import numpy as np
 
+from rdoq_plugins.export.ort_session import exact_session
+
 INTEGER_OPS = ("QLinearConv", "QLinearMatMul", "QGemm", "ConvInteger", "MatMulInteger", "MatMulIntegerToFloat",
                "QLinearAdd", "QLinearMul", "QLinearGlobalAveragePool", "QLinearConcat", "QLinearSigmoid",
                "DynamicQuantizeMatMul", "MatMulNBits")
 FLOAT_COMPUTE = ("Conv", "FusedConv", "MatMul", "Gemm", "FusedMatMul", "FusedGemm")
 
 
-def _options(threads: int, optimized: Path | None = None) -> Any:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if optimized is not None:
-        opts.optimized_model_filepath = str(optimized)
-    return opts
-
-
 def kernel_summary(model_bytes: bytes) -> dict[str, Any]:
     """Operator counts of the graph onnxruntime runs: integer kernels, float compute, dequantize."""
     import onnx
-    import onnxruntime as ort
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "optimized.onnx"
-        ort.InferenceSession(model_bytes, _options(1, path), providers=["CPUExecutionProvider"])
+        exact_session(model_bytes, 1, path)
         ops = Counter(n.op_type for n in onnx.load(str(path)).graph.node)
     return {"integer_kernels": {k: v for k, v in ops.items() if k in INTEGER_OPS},
             "float_compute": {k: v for k, v in ops.items() if k in FLOAT_COMPUTE},
@@ -53,9 +42,7 @@ def kernel_summary(model_bytes: bytes) -> dict[str, Any]:
 
 def latency_ms(model_bytes: bytes, feeds: dict[str, np.ndarray], runs: int = 10, threads: int = 1) -> float:
     """Median milliseconds of ``runs`` runs (after one warm-up run)."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(model_bytes, _options(threads), providers=["CPUExecutionProvider"])
+    session = exact_session(model_bytes, threads)
     session.run(None, feeds)
     times = []
     for _ in range(runs):

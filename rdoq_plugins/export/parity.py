@@ -12,6 +12,11 @@ nearly constant, e.g. an untrained classifier at its prior bias):
 * ``propagated``: the whole network's value at that layer. A float-rounding difference upstream can
   move a value across a rounding boundary of a low-bit activation grid, so this one can exceed
   ``tol`` by whole grid steps while every layer alone matches; it is reported, not checked.
+* ``deployed`` (with ``deployed=``, the export without probes, as written): its outputs against
+  PyTorch's, each over its own range. A probe output keeps onnxruntime from rewriting the nodes
+  around it, so only this run sees what its optimizer does to the graph a user loads.
+
+Sessions come from :func:`rdoq_plugins.export.ort_session.exact_session`.
 
 ``onnx`` and ``onnxruntime`` are imported inside :func:`run_parity`.
 """
@@ -26,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from rdoq_plugins.export.onnx_qdq import Exported
+from rdoq_plugins.export.ort_session import exact_session
 from rdoq_plugins.modules.quant_layer import QuantLayer
 
 TOLERANCE = 1e-3
@@ -39,6 +45,7 @@ class Parity:
     isolated: dict[str, float] = field(default_factory=dict)
     propagated: dict[str, float] = field(default_factory=dict)
     final_max_abs: float = 0.0
+    deployed: float | None = None
     first_over: str | None = None
 
     def worst(self) -> tuple[str, float]:
@@ -82,16 +89,17 @@ def _rel(got: np.ndarray, ref: np.ndarray) -> float:
 
 
 def _session(model: Any) -> Any:
-    import onnxruntime as ort
+    return exact_session(model.SerializeToString(), torch.get_num_threads())
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+def _outputs(final: Any) -> list[np.ndarray]:
+    return [final.numpy()] if isinstance(final, Tensor) else [f.numpy() for f in final]
 
 
 def run_parity(exported: Exported, module: nn.Module, root: nn.Module, inputs: Iterable[Sequence[Tensor]],
-               input_names: Sequence[str], tol: float = TOLERANCE) -> Parity:
-    """Runs both models on every input tuple; see the module docstring."""
+               input_names: Sequence[str], tol: float = TOLERANCE, deployed: Any = None) -> Parity:
+    """Runs both models on every input tuple; ``deployed``: the export without probes (ModelProto);
+    see the module docstring."""
     from onnx.shape_inference import infer_shapes
     from onnx.utils import Extractor
 
@@ -100,7 +108,8 @@ def run_parity(exported: Exported, module: nn.Module, root: nn.Module, inputs: I
     extractor = Extractor(infer_shapes(exported.model))
     alone = {key: _session(extractor.extract_model([exported.probe_inputs[key]], [t]))
              for key, t in exported.probes.items() if key in exported.probe_inputs}
-    result = Parity(tol)
+    result = Parity(tol, deployed=None if deployed is None else 0.0)
+    plain = None if deployed is None else _session(deployed)
     for args in inputs:
         seen_in, seen_out = layer_io(root, lambda args=args: module(*args))
         with torch.no_grad():
@@ -109,6 +118,9 @@ def run_parity(exported: Exported, module: nn.Module, root: nn.Module, inputs: I
         got = dict(zip(names, session.run(None, {n: a.numpy() for n, a in zip(input_names, args)})))
         flat = np.concatenate([got[n].ravel() for n in exported.outputs])
         result.final_max_abs = max(result.final_max_abs, float(np.abs(flat - final_t.flatten().numpy()).max()))
+        if plain is not None:
+            outs = plain.run(None, {n: a.numpy() for n, a in zip(input_names, args)})
+            result.deployed = max([result.deployed or 0.0] + [_rel(o, r) for o, r in zip(outs, _outputs(final))])
         for key, tensor_name in exported.probes.items():
             ref = seen_out[key].numpy()
             result.propagated[key] = max(result.propagated.get(key, 0.0), _rel(got[tensor_name], ref))

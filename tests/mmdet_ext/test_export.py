@@ -57,7 +57,7 @@ def test_packed_faster_rcnn_rebuilds_bit_exactly(quantized: Callable[..., tuple[
     with torch.no_grad():
         assert all(torch.equal(x, y) for x, y in zip(DenseNetwork(model)(img), DenseNetwork(fresh)(img)))
     predicted = size_bytes(model)["quant"]
-    assert predicted <= info["bytes"] <= predicted * 1.01 + info["header_bytes"]
+    assert predicted <= info["bytes"] <= predicted * 1.01  # the header included
 
 
 def test_export_faster_rcnn_matches_layer_by_layer_and_in_ap(quantized: Callable[..., tuple[Path, Path]],
@@ -74,6 +74,8 @@ def test_export_faster_rcnn_matches_layer_by_layer_and_in_ap(quantized: Callable
     assert len(check["layers"]) == sum(len(g["layers"]) for g in report["graphs"].values())
     layers = report["graphs"]["model"]["layers"]
     assert layers["backbone.layer1.0.conv1"]["backbone.layer1.0.conv1.weight"]["containers"] == ["UINT4"]
+    # The graphs as written, run as --eval runs them: onnxruntime's int32 bias rewrite moved these by ~1e-2.
+    assert max(check["deployed"].values()) <= 1e-3, check["deployed"]
     assert abs(report["ap"]["onnxruntime"] - report["ap"]["fakequant"]) <= 0.002
 
 
