@@ -10,6 +10,9 @@ from rdoq_plugins.granularity import unit_index
 from rdoq_plugins.modules import quantizers
 from rdoq_plugins.modules.quant_layer import QuantLayer
 
+# Per quantization unit: its step (float32), zero point (float32) and bits (uint8).
+UNIT_BYTES = 9
+
 
 def _elements_per_unit(layer: QuantLayer) -> torch.Tensor:
     q = layer.weight_quantizer
@@ -37,15 +40,18 @@ def bit_stats(model: nn.Module) -> dict[str, float]:
 
 
 def size_bytes(model: nn.Module) -> dict[str, int]:
-    """fp32 size of all parameters, and the deployed size: quantized weights at their bits (plus a
-    scale and zero point per unit), every other parameter at 32 bits."""
+    """fp32 size of all parameters, and the deployed size: quantized weights at their bits, every
+    other parameter at 32 bits, and :data:`UNIT_BYTES` per unit of each weight quantizer and each
+    switched-on activation quantizer (what ``weights.packed`` stores besides its header and the
+    quantizers' switches)."""
     quantized: set[int] = set()
     quant = 0.0
     for layer in model.modules():
         if isinstance(layer, QuantLayer) and layer.weight_quantizer is not None:
             q = layer.weight_quantizer
-            quant += float((q.bits.float() * _elements_per_unit(layer)).sum()) / 8 + 8 * q.bits.numel()
+            quant += float((q.bits.float() * _elements_per_unit(layer)).sum()) / 8 + UNIT_BYTES * q.bits.numel()
             quantized.add(id(layer.weight))
+    quant += sum(UNIT_BYTES * q.bits.numel() for q in quantizers(model, weight=False) if bool(q.fake_quant_enabled))
     params = [p for n, p in model.named_parameters() if "quantizer" not in n]
     fp32 = sum(p.numel() for p in params) * 4
     quant += sum(p.numel() * 4 for p in params if id(p) not in quantized)

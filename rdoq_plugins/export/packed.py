@@ -2,10 +2,10 @@
 
 Layout (little-endian)::
 
-    b"RDOQPK01" | u64 header length H | H bytes: zlib-compressed UTF-8 JSON header | data
+    b"RDOQPK02" | u64 header length H | H bytes: header (:mod:`.packed_header`) | data
 
-The header is ``{"format", "meta", "entries"}``; each entry names a state-dict key and the byte range
-of its data (offset from the start of the data, length):
+The header lists one entry per state-dict key, in data order (:func:`read_header` gives each its
+byte range in the data):
 
 * ``{"key", "packed": true, "shape", "offset", "nbytes"}``: a quantized weight, as the codes
   ``q - q_min`` of :func:`rdoq_plugins.export.integers.weight_integers`, unit after unit along the
@@ -23,9 +23,7 @@ that state dict bit for bit in a model of the same structure.
 """
 from __future__ import annotations
 
-import json
 import struct
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +33,11 @@ from torch import Tensor, nn
 
 from rdoq_plugins.export.bitpack import pack_codes, unpack_codes
 from rdoq_plugins.export.integers import LayerIntegers, dequantize, quant_params, weight_integers
+from rdoq_plugins.export.packed_header import FORMAT, MAGIC, MAGIC_V1, decode_header, encode_header
 from rdoq_plugins.granularity import channel_view, unit_index
 from rdoq_plugins.modules.quant_layer import QuantLayer
 from rdoq_plugins.quant.adaround import AdaRoundFakeQuantize
 
-MAGIC = b"RDOQPK01"
-FORMAT = "rdoq-plugins/packed/v1"
 _INT_STORES = (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.int64)
 
 
@@ -115,8 +112,7 @@ def write_packed(model: nn.Module, path: Path, meta: dict[str, Any] | None = Non
                             "shape": list(value.shape), "offset": offset, "nbytes": len(blob)})
         blobs.append(blob)
         offset += len(blob)
-    header = zlib.compress(json.dumps({"format": FORMAT, "meta": meta or {}, "entries": entries},
-                                      separators=(",", ":")).encode(), 9)
+    header = encode_header(entries, meta or {})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
@@ -130,12 +126,13 @@ def write_packed(model: nn.Module, path: Path, meta: dict[str, Any] | None = Non
 def read_header(path: Path) -> tuple[dict[str, Any], memoryview]:
     """The header and the data section of a packed file."""
     raw = memoryview(path.read_bytes())
-    if bytes(raw[:8]) != MAGIC:
+    if bytes(raw[:8]) not in (MAGIC, MAGIC_V1):
         raise ValueError(f"{path} is not a {FORMAT} file (bad magic)")
     (length,) = struct.unpack("<Q", raw[8:16])
-    header = json.loads(zlib.decompress(raw[16:16 + length]))
-    if header.get("format") != FORMAT:
-        raise ValueError(f"{path}: format {header.get('format')!r}, expected {FORMAT}")
+    try:
+        header = decode_header(bytes(raw[:8]), bytes(raw[16:16 + length]))
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
     return header, raw[16 + length:]
 
 

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import copy
+import json
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +21,7 @@ from rdoq_plugins.export import (
 )
 from rdoq_plugins.export.bitpack import pack_codes, unpack_codes
 from rdoq_plugins.footprint import size_bytes
+from rdoq_plugins.quant.fake_quantize import FakeQuantize
 from tests.core.export.toy import toy_model
 
 
@@ -58,13 +62,28 @@ def test_pack_load_rebuilds_the_model_bit_exactly(tmp_path: Path) -> None:
     assert all(torch.equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a), [k for k in a if not torch.equal(a[k], b[k])]
     with torch.no_grad():
         assert torch.equal(fresh(x), expected)
-    # Size: the weights at their bits plus 8 bytes per unit and FP32 others (footprint.py), plus the
-    # bit map, activation steps and header.
+    # Size: footprint.py counts the weights at their bits, 9 bytes per weight and activation unit and
+    # FP32 others; the file adds its header, per quantizer its switches, granularity code and drop
+    # probability (9 bytes), and per packed layer at most one byte of padding.
     predicted = size_bytes(model)["quant"]
-    assert predicted <= info["bytes"] <= predicted + info["header_bytes"] + 200
+    quantizers = sum(1 for m in model.modules() if isinstance(m, FakeQuantize))
+    assert predicted <= info["bytes"] - info["header_bytes"] <= predicted + 9 * quantizers + 4
     header, _ = read_header(tmp_path / "weights.packed")
     packed = [e for e in header["entries"] if e.get("packed")]
     assert len(packed) == 4 and sum(e["nbytes"] for e in packed) <= info["weight_bits"] / 8 + len(packed)
+    assert header["format"] == "rdoq-plugins/packed/v2" and info["header_bytes"] < 600
+
+
+def test_a_version_1_file_still_loads(tmp_path: Path) -> None:
+    model, _ = toy_model()
+    write_packed(model, tmp_path / "v2.packed")
+    header, data = read_header(tmp_path / "v2.packed")
+    v1 = zlib.compress(json.dumps({"format": "rdoq-plugins/packed/v1", "meta": {}, "entries": header["entries"]}).encode())
+    (tmp_path / "v1.packed").write_bytes(b"RDOQPK01" + struct.pack("<Q", len(v1)) + v1 + bytes(data))
+    fresh, _ = toy_model(seed=1)
+    load_packed(fresh, tmp_path / "v1.packed")
+    a, b = deployed_state_dict(model), deployed_state_dict(fresh)
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_a_changed_integer_changes_the_model(tmp_path: Path) -> None:
