@@ -14,7 +14,9 @@ Nothing here imports OpenPCDet; :func:`tool_main` turns a missing OpenPCDet, and
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -77,9 +79,36 @@ def parse_pcdet_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None
     return args
 
 
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler writing to the current ``sys.stderr`` (which a test harness may swap)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
+
+
+def show_log(rank: int | None) -> None:
+    """Prints the adapter's log records on stderr as OpenPCDet's logger does (INFO and up on rank
+    0, e.g. the reconstruction's cost before the long work; WARNING and up elsewhere), unless
+    the ``pcdet_ext`` logger has handlers already."""
+    log = logging.getLogger("pcdet_ext")
+    if log.handlers:
+        return
+    handler = _Stderr()
+    handler.setFormatter(logging.Formatter("%(asctime)s  %(levelname)5s  %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO if not rank else logging.WARNING)
+
+
 def tool_main(body: Callable[[argparse.Namespace], Any], args: argparse.Namespace) -> Any:
-    """Runs a tool's body: a missing OpenPCDet (with the install instructions) or an input error
-    prints ``error: <message>`` and exits with status 2, no traceback (``--debug``: raised)."""
+    """Runs a tool's body with the adapter's log shown: a missing OpenPCDet (with the install
+    instructions) or an input error prints ``error: <message>`` and exits with status 2, no
+    traceback (``--debug``: raised)."""
     from pcdet_ext.openpcdet_import import PcdetMissing
 
+    show_log(args.local_rank)
     return run_tool(body, args, (PcdetMissing,))

@@ -1,10 +1,12 @@
 """The quantization of an OpenPCDet run through the core workflow.
 
-:func:`quantize`: ``N`` calibration frames (``quant.calibrate``) from the train or test split, then
-:func:`pcdet_ext.sparse_detector.quantize_sparse_detector` (calibrate, RD curves and allocation,
-reconstruction; resumable). Its ``run(model, batch)`` is the forward pass of the VFE, the
-backbones and every head branch *without* post-processing, on a shallow copy of the batch dict;
-its distortion target is all head branches' features (:mod:`pcdet_ext.detector`).
+:func:`plan_quantization`: ``N`` calibration frames (``quant.calibrate``) from the train or test
+split, the quantized copy and its checks, which log the reconstruction's cost before any long
+work (:func:`pcdet_ext.sparse_detector.plan_sparse_detector`); :func:`quantize` then runs the
+steps (calibrate, RD curves and allocation, reconstruction; resumable). Its ``run(model,
+batch)`` is the forward pass of the VFE, the backbones and every head branch *without*
+post-processing, on a shallow copy of the batch dict; its distortion target is all head
+branches' features (:mod:`pcdet_ext.detector`).
 
 The RDOQ steps alone: :func:`generate_curves` (RD curves into ``work_dir/rd_curves/``) and
 :func:`allocate` (allocations into ``work_dir/rd_alloc/``).
@@ -29,10 +31,12 @@ from pcdet_ext.detector import copy_detector, frames, make_run
 from pcdet_ext.prepare import Prepared
 from pcdet_ext.sparse_detector import (
     SparseDetectorAdapter,
+    SparsePlan,
     load_quantized,
     logger,
-    quantize_sparse_detector,
+    plan_sparse_detector,
     quantize_sparse_model,
+    run_plan,
     save_quantized,
 )
 from rdoq_plugins import fuse_conv_bn
@@ -61,25 +65,31 @@ def check_fp_checkpoint(prep: Prepared) -> None:
                          f"tools/pcdet/test.py --ckpt {prep.checkpoint}")
 
 
-def quantize(prep: Prepared) -> tuple[nn.Module, dict[str, Any]]:
-    """A quantized copy of the FP model and the steps' report."""
+def plan_quantization(prep: Prepared) -> SparsePlan:
+    """The calibration frames, a quantized copy of the FP model and its session, checked."""
     check_fp_checkpoint(prep)
     batches = calibration_data(prep)
     run, outputs = make_run(prep.device)
-    model, report = quantize_sparse_detector(
+    return plan_sparse_detector(
         copy_detector(prep.model), prep.model, batches, run, outputs, prep.qcfg, work_dir=prep.work_dir,
         data_hash=prep.data_hash, images=frames, seed=prep.calib["seed"], progress=prep.rank == 0,
         timings=prep.timings)
+
+
+def quantize(prep: Prepared, plan: SparsePlan | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """A quantized copy of the FP model and the steps' report (``plan``: made earlier by
+    :func:`plan_quantization`, e.g. before the FP evaluation)."""
+    model, report = run_plan(plan if plan is not None else plan_quantization(prep))
     prep.timings.update(report["timings"])
     return model, report
 
 
-def quantize_on_rank0(prep: Prepared) -> tuple[nn.Module, dict[str, Any] | None]:
+def quantize_on_rank0(prep: Prepared, plan: SparsePlan | None = None) -> tuple[nn.Module, dict[str, Any] | None]:
     """:func:`quantize` on rank 0, which writes ``quantized.pth``; the other ranks wait, then load it."""
     path = prep.work_dir / "quantized.pth"
     report = None
     if prep.rank == 0:
-        model, report = quantize(prep)
+        model, report = quantize(prep, plan)
         save_checkpoint(prep, model, path)
     barrier()
     if prep.rank != 0:

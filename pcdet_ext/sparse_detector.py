@@ -41,10 +41,12 @@ from rdoq_plugins.workflow import (
     SPARSE_FORMAT,
     CacheOptions,
     Session,
+    Step,
+    check_steps,
     default_steps,
     read_checkpoint,
     resume,
-    run_steps,
+    run_step,
 )
 from rdoq_plugins.workflow.checkpoint import load_quantized as load_checkpoint
 from rdoq_plugins.workflow.checkpoint import save_quantized as save_checkpoint
@@ -132,6 +134,32 @@ def quantize_sparse_detector(
         ``model`` and the report: frames, layers, bits, timings (this attempt's, ``timings``
         included), ``earlier_timings`` and ``attempts`` (from a resumed state), RD allocation, units.
     """
+    with tempfile.TemporaryDirectory(prefix="rdoq-sparse-") as tmp:
+        plan = plan_sparse_detector(model, fp_model, batches, run, outputs, qcfg,
+                                    work_dir if work_dir is not None else Path(tmp), data_hash, images, seed, cache,
+                                    progress, timings, resume_state=work_dir is not None)
+        return run_plan(plan)
+
+
+@dataclass
+class SparsePlan:
+    """A checked quantization: the session, the wrapped layers and the steps to run."""
+
+    session: Session
+    wrapped: dict[str, QuantLayer]
+    steps: list[Step]
+
+
+def plan_sparse_detector(
+    model: nn.Module, fp_model: nn.Module, batches: Sequence[Any], run: Run, outputs: Outputs, qcfg: QuantConfig,
+    work_dir: Path, data_hash: str = "", images: Callable[[Any], int] = lambda b: 1, seed: int = 1005,
+    cache: CacheOptions | None = None, progress: bool = False, timings: Mapping[str, float] | None = None,
+    resume_state: bool = True,
+) -> SparsePlan:
+    """:func:`quantize_sparse_detector` up to its long work: wraps ``model``, builds the session,
+    resumes a saved state (``resume_state``) and runs the workflow's checks, which log the
+    reconstruction's cost (units, capture passes, cache per tier) and refuse a spill the disk
+    cannot hold."""
     if not batches:
         raise ValueError("no calibration batches")
     for p in fp_model.parameters():
@@ -139,20 +167,30 @@ def quantize_sparse_detector(
     wrapped = quantize_sparse_model(model, qcfg)
     adapter = SparseDetectorAdapter(run, outputs, images)
     device = next(model.parameters()).device
-    with tempfile.TemporaryDirectory(prefix="rdoq-sparse-") as tmp:
-        session = Session(model=model, fp_model=fp_model, qcfg=qcfg, adapter=adapter, batches=list(batches),
-                          work_dir=work_dir if work_dir is not None else Path(tmp), device=device,
-                          run_hash=run_hash(qcfg.to_dict(), data_hash, seed), data_hash=data_hash, seed=seed,
-                          cache=cache or CacheOptions(), logger=logger, show_progress=progress)
-        session.result.timings.update(timings or {})
-        if work_dir is not None:
-            resume(session)
-        run_steps(session, default_steps(qcfg))
+    session = Session(model=model, fp_model=fp_model, qcfg=qcfg, adapter=adapter, batches=list(batches),
+                      work_dir=work_dir, device=device, run_hash=run_hash(qcfg.to_dict(), data_hash, seed),
+                      data_hash=data_hash, seed=seed, cache=cache or CacheOptions(), logger=logger,
+                      show_progress=progress)
+    session.result.timings.update(timings or {})
+    if resume_state:
+        resume(session)
+    steps = default_steps(qcfg)
+    check_steps(session, steps)
+    return SparsePlan(session, wrapped, steps)
+
+
+def run_plan(plan: SparsePlan) -> tuple[nn.Module, dict[str, Any]]:
+    """Runs a plan's steps; returns the quantized model and the report of
+    :func:`quantize_sparse_detector`."""
+    session, model = plan.session, plan.session.model
+    for step in plan.steps:
+        run_step(session, step)
     set_quant_state(model, weight=True, act=True)
     model.eval()
     kinds = sparse_units(model)
+    batches, images = session.batches, session.adapter.images
     report: dict[str, Any] = {"frames": sum(images(b) for b in batches), "batches": len(batches),
-                              "quantized_layers": len(wrapped), "bits": bit_stats(model),
+                              "quantized_layers": len(plan.wrapped), "bits": bit_stats(model),
                               "timings": dict(session.result.timings),
                               "earlier_timings": dict(session.result.earlier_timings),
                               "attempts": session.result.attempts, **session.result.to_dict()}
@@ -181,5 +219,5 @@ def load_quantized(model: nn.Module, path: Path, extra_keys: Sequence[str] = ())
     return model.to(device).eval(), QuantConfig.from_dict(ckpt["meta"]["quant"], extra_keys=extra_keys)
 
 
-__all__ = ["FORMAT", "SparseDetectorAdapter", "load_quantized", "quantize_sparse_detector", "quantize_sparse_model",
-           "save_quantized"]
+__all__ = ["FORMAT", "SparseDetectorAdapter", "SparsePlan", "load_quantized", "plan_sparse_detector",
+           "quantize_sparse_detector", "quantize_sparse_model", "run_plan", "save_quantized"]

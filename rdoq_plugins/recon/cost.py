@@ -10,6 +10,7 @@ budgets; :func:`check_disk` refuses a run whose spill cannot fit on the disk.
 from __future__ import annotations
 
 import shutil
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,12 +24,15 @@ B = TypeVar("B")
 
 @dataclass(frozen=True)
 class UnitSurvey:
-    """One unit in one forward pass: calls, and elements of its first input and of its output."""
+    """One unit in one forward pass: calls, and elements of its first input and of its output;
+    ``shares_input``: the first unit (forward order) that received the very same input object,
+    when both run once per pass (parallel branches; see :mod:`rdoq_plugins.recon.shared_capture`)."""
 
     name: str
     calls: int
     input_elements: int
     output_elements: int
+    shares_input: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,9 +58,11 @@ def _elements(x: Any) -> int:
 @torch.no_grad()
 def survey_units(model: nn.Module, names: Sequence[str], batch: B,
                  run: Callable[[nn.Module, B], Any]) -> list[UnitSurvey]:
-    """The units ``names`` in forward order, with their calls and sizes in ``run(model, batch)``.
-    A unit the forward pass never reaches is an error."""
+    """The units ``names`` in forward order, with their calls and sizes in ``run(model, batch)``
+    and the units that read the same input. A unit the forward pass never reaches is an error."""
     first: dict[str, int] = {}
+    seen: list[tuple[str, weakref.ref[Any]]] = []  # each unit's first input, alive while the pass runs
+    shares: dict[str, str] = {}
     calls: dict[str, int] = dict.fromkeys(names, 0)
     inputs: dict[str, int] = dict.fromkeys(names, 0)
     outputs: dict[str, int] = dict.fromkeys(names, 0)
@@ -67,8 +73,20 @@ def survey_units(model: nn.Module, names: Sequence[str], batch: B,
             inputs[name] += _elements(args[0]) if args else 0
             outputs[name] += _elements(out)
 
-        def order(_: nn.Module, __: tuple[Any, ...], name: str = name) -> None:
-            first.setdefault(name, len(first))
+        def order(_: nn.Module, args: tuple[Any, ...], name: str = name) -> None:
+            if name in first:
+                return
+            first[name] = len(first)
+            if not args:
+                return
+            for other, ref in seen:  # identity of a live object: ids of freed objects are never compared
+                if ref() is args[0]:
+                    shares[name] = shares.get(other, other)
+                    break
+            try:
+                seen.append((name, weakref.ref(args[0])))
+            except TypeError:  # not weakly referenceable: never shared
+                pass
 
         module = model.get_submodule(name)
         handles += [module.register_forward_pre_hook(order), module.register_forward_hook(note)]
@@ -80,7 +98,9 @@ def survey_units(model: nn.Module, names: Sequence[str], batch: B,
     missing = [n for n in names if n not in first]
     if missing:
         raise RuntimeError(f"the forward pass never reaches {len(missing)} units, e.g. {missing[:3]}")
-    return [UnitSurvey(n, calls[n], inputs[n], outputs[n]) for n in sorted(names, key=first.__getitem__)]
+    shared = {n: r for n, r in shares.items() if calls[n] == 1 and calls[r] == 1}
+    return [UnitSurvey(n, calls[n], inputs[n], outputs[n], shared.get(n))
+            for n in sorted(names, key=first.__getitem__)]
 
 
 def plan_cache(survey: Sequence[UnitSurvey], batch_images: int, images: int, element_bytes: int,

@@ -2,8 +2,10 @@
 
 For each unit and calibration batch: capture the unit's input in the quantized model (earlier
 units already reconstructed) and its input and output in the FP model, pair them call by call into
-a bounded :class:`ChunkCache`, then optimize the unit. The caller chooses the units and how a
-batch runs; :mod:`rdoq_plugins.workflow.reconstruct` adds resume and the cache tiers.
+a bounded :class:`ChunkCache`, then optimize the unit. Parallel units that read one input
+(``groups``, :func:`~rdoq_plugins.recon.shared_capture.input_groups`) are captured together, once
+per group. The caller chooses the units and how a batch runs;
+:mod:`rdoq_plugins.workflow.reconstruct` adds resume and the cache tiers.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from rdoq_plugins.modules.level_quantizer import cursor_levels, level_cursors
 from rdoq_plugins.recon.cache import ChunkCache, remove_stale_spills
 from rdoq_plugins.recon.capture import Call, capture_calls
 from rdoq_plugins.recon.reconstruct import QDropReconstructor, ReconStats
+from rdoq_plugins.recon.shared_capture import Held, SharedCaptures
 from rdoq_plugins.recon.unit_io import UnitIO
 
 B = TypeVar("B")
@@ -79,6 +82,15 @@ def _add_calls(name: str, cache: ChunkCache, unit_q: nn.Module, quant: list[Call
         cache.add(q_in, f_in, f_out, tag=tag)
 
 
+def add_held(model: nn.Module, name: str, held: Sequence[Held], cache: ChunkCache, io: UnitIO | None) -> None:
+    """Unit ``name``'s calls captured with its group (:meth:`SharedCaptures.take`, one per batch)
+    into ``cache``, as :func:`cache_unit` adds them."""
+    unit_q = model.get_submodule(name)
+    for q_in, f_in, f_out in held:
+        _add_calls(name, cache, unit_q, [(q_in, None)], [(f_in, f_out)], [None], io)
+        cache.end_batch()
+
+
 def reconstruct_units(
     model: nn.Module,
     fp_model: nn.Module,
@@ -95,6 +107,8 @@ def reconstruct_units(
     store_dtype: torch.dtype | None = None,
     make_cache: Callable[[], ChunkCache] | None = None,
     on_done: Callable[[str, ReconStats, ChunkCache], None] | None = None,
+    groups: Sequence[Sequence[str]] = (),
+    shared_bytes: int = 4 << 30,
 ) -> dict[str, ReconStats]:
     """Reconstructs ``model``'s units in order against ``fp_model`` (same module names).
 
@@ -115,15 +129,27 @@ def reconstruct_units(
         make_cache: builds each unit's cache (instead of one from the four cache arguments).
         on_done: called after each unit with its name, figures and (still open) cache, e.g. to
             save a resumable state.
+        groups: parallel units that read one input object, each called once per pass: captured
+            together when the first of them is reached (see :mod:`rdoq_plugins.recon.shared_capture`).
+        shared_bytes: budget of a group's held captures; a group over it is captured unit by unit.
     """
     if spill_dir is not None:
         remove_stale_spills(spill_dir)  # left by a run that was killed
     stats: dict[str, ReconStats] = {}
-    for name in unit_names:
+    shared = SharedCaptures(io, shared_bytes)
+    group_of = {n: g for g in groups for n in g}
+    for i, name in enumerate(unit_names):
         cache = make_cache() if make_cache is not None else ChunkCache(cache_device, max_cache_bytes, spill_dir,
                                                                        store_dtype=store_dtype)
         with cache:
-            cache_unit(model, fp_model, name, batches, run, cache, io, (calls or {}).get(name))
+            rest = [n for n in unit_names[i:] if n in group_of.get(name, ())]  # this and later members
+            untried = name not in shared and name not in shared.refused
+            if untried and len(rest) > 1 and not any(level_cursors(model.get_submodule(n)) for n in rest):
+                shared.capture(model, fp_model, rest, batches, run)
+            if name in shared:
+                add_held(model, name, shared.take(name), cache, io)
+            else:
+                cache_unit(model, fp_model, name, batches, run, cache, io, (calls or {}).get(name))
             try:
                 stats[name] = reconstructor(model.get_submodule(name), cache,
                                             progress(name) if progress else None, io=io)

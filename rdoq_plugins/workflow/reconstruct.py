@@ -2,8 +2,9 @@
 the state saved after each unit so a rerun continues after the last finished one.
 
 :func:`plan_reconstruction` runs before any long work: one FP pass over the first batch surveys
-every unit (forward order, calls, sizes), projects each unit's cache over the GPU / CPU / disk
-tiers, and refuses a run whose spill would not fit on the disk.
+every unit (forward order, calls, sizes, parallel units sharing an input), projects each unit's
+cache over the GPU / CPU / disk tiers and the capture passes, and refuses a run whose spill would
+not fit on the disk.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from rdoq_plugins.recon import (
     survey_units,
 )
 from rdoq_plugins.recon.select import select_units
+from rdoq_plugins.recon.shared_capture import input_groups
 from rdoq_plugins.workflow.run_state import save_state
 from rdoq_plugins.workflow.session import Progress, Session, UnitResult
 
@@ -70,10 +72,17 @@ def plan_reconstruction(session: Session) -> None:
     tiers = {"device": str(device), "device_gb": round(first / 2**30, 2), "host_gb": round(host / 2**30, 2),
              "dtype": session.cache.cache_dtype}
     cost = cost_summary(plans, images, cfg.iters, session.cache.disk_passes, tiers)
+    order = [s.name for s in session.survey if s.name in units]
+    groups = input_groups(session.survey, order)
+    passes = 2 * (len(order) - sum(len(g) - 1 for g in groups))
+    cost["capture_passes_per_batch"] = passes  # FP + quantized, each up to its unit (or group)
+    cost["shared_input_groups"] = [len(g) for g in groups]
     session.result.recon_cost = cost
     session.logger.info("reconstruction cache at %d images per process (%s): largest unit %s %.2f GB; "
-                        "disk needed %.2f GB, read %.1f GB over the run", images, tiers["dtype"],
-                        cost["largest_unit"], cost["largest_unit_gb"], cost["disk_needed_gb"], cost["disk_read_gb"])
+                        "disk needed %.2f GB, read %.1f GB over the run; %d units, %d capture passes per batch "
+                        "(%d groups of parallel units captured together)", images, tiers["dtype"],
+                        cost["largest_unit"], cost["largest_unit_gb"], cost["disk_needed_gb"], cost["disk_read_gb"],
+                        len(order), passes, len(groups))
     check_disk(plans, session.spill_dir)
 
 
@@ -112,5 +121,6 @@ def reconstruct_step(session: Session) -> None:
     recon = QDropReconstructor(cfg, session.seed, group=session.dist)
     reconstruct_units(session.model, session.fp_model, todo, session.batches, session.adapter.run, recon,
                       progress=progress, io=session.adapter.unit_io, calls=calls, make_cache=new_cache,
-                      on_done=finished)
+                      on_done=finished, groups=input_groups(session.survey, todo),
+                      shared_bytes=int(session.cache.cache_gb * 2**30))
     session.result.add_time("reconstruct", time.time() - start)

@@ -89,3 +89,24 @@ def test_recon_tool_writes_a_checkpoint_only(fake_openpcdet: dict[str, Any], tmp
                rf"^{quantized} is a quantized checkpoint \(a quantized\.pth of ours\); pass the FP checkpoint it was "
                rf"made from instead, or evaluate this one with tools/pcdet/test\.py --ckpt {quantized}$",
                tmp_path / "other")
+
+
+def test_the_reconstruction_cost_is_logged_before_the_fp_evaluation(
+        fake_openpcdet: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 16, item 5: as on the mmdet side, the cache projection and capture passes are printed
+    before any long work (here, before the FP evaluation)."""
+    import pcdet_ext.evaluate
+
+    class Stop(Exception):
+        pass
+
+    def evaluate(*_: Any, **__: Any) -> None:
+        err = capsys.readouterr().err
+        assert "reconstruction cache at 2 images per process" in err, err
+        assert "capture passes per batch (1 groups of parallel units captured together)" in err, err
+        raise Stop
+
+    monkeypatch.setattr(pcdet_ext.evaluate, "evaluate", evaluate)
+    with pytest.raises(Stop):
+        test_tool.main(tool_argv(fake_openpcdet, tmp_path / "work", "qdrop", "--debug"))

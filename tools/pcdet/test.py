@@ -8,7 +8,8 @@ Run from OpenPCDet's tools/ folder (its configs name paths relative to it):
     python $RDOQ_PLUGINS/tools/pcdet/test.py --cfg_file ... --ckpt DIR/quantized.pth   # no re-calibration
 
 The quant section is the config's top-level QUANT key, with --quant_cfg's keys laid over it. The
-FP model is evaluated (skip with --skip_fp), then calibrated, allocated (rdoq) and reconstructed
+calibration frames are read and the quantization checked first (the reconstruction's cost is
+logged), then the FP model is evaluated (skip with --skip_fp), then calibrated, allocated (rdoq) and reconstructed
 (recon), then evaluated again with OpenPCDet's eval_utils.eval_one_epoch. The work dir receives
 quantized.pth, report.json and the evaluation results (eval/fp, eval/quant). With an rdoq section,
 the RDOQ flags gen_rd_curves.py and dp_alloc.py were given in the same work dir apply here too, so
@@ -44,12 +45,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from pcdet_ext.evaluate import evaluate
     from pcdet_ext.outputs import build_report, print_table, write_report
     from pcdet_ext.prepare import prepare
-    from pcdet_ext.quantize import quantize_on_rank0
+    from pcdet_ext.quantize import plan_quantization, quantize_on_rank0
     from rdoq_plugins.workflow.tool_settings import TEST
     from rdoq_plugins.workflow.work_dir import hold_work_dir
 
     prep = prepare(args, rdoq_tool=TEST)
     with hold_work_dir(prep.work_dir):  # the work dir is this run's from here on
+        # Calibration frames and the checks (the reconstruction's cost logged) before the FP evaluation.
+        plan = plan_quantization(prep) if prep.rank == 0 and not prep.quantized_checkpoint else None
         fp: dict[str, float] = {}
         if not args.skip_fp and not prep.quantized_checkpoint:
             fp = evaluate(prep, prep.model, "fp")
@@ -57,7 +60,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if prep.quantized_checkpoint:
             model = prep.model
         else:
-            model, run_report = quantize_on_rank0(prep)
+            model, run_report = quantize_on_rank0(prep, plan)
         quant = evaluate(prep, model, "quant")
         report = build_report(prep, model, fp, quant, run_report)
         write_report(prep, report)
