@@ -36,7 +36,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
                     "each layer quantizes its output. With no input quantizer in a unit, both `recon.mix` "
                     "rules give the paper's. Output "
                     "quantizers use the top-level `a_qconfig`; an override's `a_qconfig` still means the "
-                    "layer's input. Not with `rdoq.target` act / joint / both. Measured effect: not measured yet.",
+                    "layer's input. Not with `rdoq.target` act / joint / both. Measured: bundled Faster "
+                    "R-CNN QDrop W4A4 0.696 with `output`, 0.717 with `input` (docs/mmdet.md).",
     },
     "ReconConfig": {
         "iters": "Optimisation steps per reconstruction unit.",
