@@ -15,14 +15,16 @@ Each row is a work dir of the mmdet bench under ``--root`` (default ``work_dirs/
 Row keys: ``row, model, method, bits, config, checkpoint, ap_report`` (the quantized AP
 ``report.json`` recorded), ``ap_fakequant, ap_onnxruntime, max_rel_diff`` (worst quantized layer
 alone, the parity tolerance's measure), ``max_rel_diff_layer, max_rel_diff_propagated`` (the whole
-network's value at the worst layer), ``first_over``, ``size_bytes_packed, size_bytes_predicted``
-(``report.json``'s ``size_bytes.quant``), ``size_bytes_fp32, latency_ms, latency_ms_fp32,
-latency_graphs, kernels`` (what onnxruntime runs, per graph), ``threads, runs, images, time_s``.
+network's value at the worst layer), ``max_rel_diff_deployed`` (the written graphs' outputs as
+onnxruntime runs them), ``first_over``, ``size_bytes_packed, size_bytes_predicted``
+(``size_bytes.quant`` of :func:`rdoq_plugins.footprint.size_bytes` on the loaded model),
+``size_bytes_fp32, latency_ms, latency_ms_fp32, latency_graphs, kernels`` (what onnxruntime runs, per graph), ``threads, runs, images, time_s``.
 
 Rows are written after each one; a rerun skips a row whose checkpoint is unchanged (``--force``
 redoes it). About 4-6 minutes per row on one thread.
 
     OMP_NUM_THREADS=1 python -m rdoq_bench.run_export [--rows faster_rcnn_rdoq_w4a4_c64_scores ...]
+    OMP_NUM_THREADS=1 python -m rdoq_bench.run_export --work-dir DIR --name faster_rcnn_qdrop_w4a4_x
 """
 from __future__ import annotations
 
@@ -41,6 +43,10 @@ ROWS = (
     "retinanet_qdrop_w4a4_c64_i500",
     "retinanet_rdoq_w4a4_c64_scores",
     "retinanet_rdoq-both_w4a4_c64_scores",
+    "faster_rcnn_rdoq_w3a4_c64_scores",
+    "faster_rcnn_rdoq-both_w3a4_c64_scores",
+    "retinanet_rdoq_w3a4_c64_scores",
+    "retinanet_rdoq-both_w3a4_c64_scores",
 )
 METHODS = ("rdoq-both", "rdoq", "qdrop", "minmax")
 
@@ -86,12 +92,15 @@ def latencies(config: Path, checkpoint: Path, out: Path, runs: int, threads: int
     return result
 
 
-def run_row(row: str, root: Path, out_root: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Exports, checks, evaluates and times one work dir's quantized checkpoint."""
+def _shown(path: Path) -> str:
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def run_row(row: str, work: Path, out_root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Exports, checks, evaluates and times the quantized checkpoint of ``work`` as row ``row``."""
     from tools import export as export_tool
 
     start = time.time()
-    work = root / row
     report = json.loads((work / "report.json").read_text())
     config, checkpoint = REPO / report["model"], work / "quantized.pth"
     out = out_root / row
@@ -104,13 +113,14 @@ def run_row(row: str, root: Path, out_root: Path, args: argparse.Namespace) -> d
     sizes = exported["size_bytes"]
     return {
         "row": row, "model": model, "method": method, "bits": bits,
-        "config": str(config.relative_to(REPO)), "checkpoint": str(checkpoint.relative_to(REPO)),
+        "config": _shown(config), "checkpoint": _shown(checkpoint),
         "checkpoint_stamp": checkpoint_stamp(checkpoint),
         "ap_report": report.get("quant", {}).get("bbox_mAP"),
         "ap_fakequant": exported["ap"]["fakequant"], "ap_onnxruntime": exported["ap"]["onnxruntime"],
         "max_rel_diff": check["worst"]["max_rel_diff"], "max_rel_diff_layer": check["worst"]["layer"],
         "max_rel_diff_propagated": check["worst_propagated"]["max_rel_diff"],
         "max_rel_diff_propagated_layer": check["worst_propagated"]["layer"],
+        "max_rel_diff_deployed": max(check["deployed"].values()),
         "first_over": check["first_over"], "tol": check["tol"],
         "size_bytes_packed": sizes["packed"], "size_bytes_predicted": sizes["predicted"],
         "size_bytes_header": sizes["header"], "size_bytes_fp32": sizes["fp32"],
@@ -122,14 +132,19 @@ def run_row(row: str, root: Path, out_root: Path, args: argparse.Namespace) -> d
     }
 
 
+def _deployed(row: dict[str, Any]) -> str:
+    value = row.get("max_rel_diff_deployed")
+    return "n/a" if value is None else f"{value:.2g}"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """The rows as a markdown table (``--table``)."""
     head = ("| model | method | AP fake-quant | AP onnxruntime | max rel. diff (layer alone) | propagated | "
-            "bytes packed | predicted | FP32 | latency ms | FP32 ms |")
+            "outputs | bytes packed | predicted | FP32 | latency ms | FP32 ms |")
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     for r in rows:
         lines.append(f"| {r['model']} | {r['method']} {r['bits']} | {r['ap_fakequant']:.4f} | {r['ap_onnxruntime']:.4f} | "
-                     f"{r['max_rel_diff']:.1e} | {r['max_rel_diff_propagated']:.2g} | {r['size_bytes_packed']:,} | "
+                     f"{r['max_rel_diff']:.1e} | {r['max_rel_diff_propagated']:.2g} | {_deployed(r)} | {r['size_bytes_packed']:,} | "
                      f"{r['size_bytes_predicted']:,} | {r['size_bytes_fp32']:,} | {r['latency_ms']:.1f} | "
                      f"{r['latency_ms_fp32']:.1f} |")
     return "\n".join(lines)
@@ -139,6 +154,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", nargs="+", default=list(ROWS), help="work dir names under --root")
     ap.add_argument("--root", type=Path, default=REPO / "work_dirs" / "repro")
+    ap.add_argument("--work-dir", type=Path, help="one work dir anywhere (not --root/--rows), exported as row --name")
+    ap.add_argument("--name", help="the row name of --work-dir, <model>_<method>_<bits>_...")
     ap.add_argument("--out-root", type=Path, default=REPO / "work_dirs" / "export")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "export.json")
     ap.add_argument("--images", type=int, default=4, help="val images of the parity check")
@@ -156,8 +173,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if args.table:
         print(table(rows))
         return rows
-    for row in args.rows:
-        ckpt = args.root / row / "quantized.pth"
+    works = {row: args.root / row for row in args.rows}
+    if args.work_dir is not None:
+        if not args.name:
+            raise SystemExit("--work-dir needs --name")
+        row_names(args.name)
+        works = {args.name: args.work_dir}
+    for row, work in works.items():
+        ckpt = work / "quantized.pth"
         if not ckpt.is_file():
             print(f"skip {row}: no {ckpt}")
             continue
@@ -165,7 +188,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         if done is not None and not args.force and done.get("checkpoint_stamp") == checkpoint_stamp(ckpt):
             print(f"keep {row}")
             continue
-        result = run_row(row, args.root, args.out_root, args)
+        result = run_row(row, work, args.out_root, args)
         rows = [r for r in rows if r["row"] != row] + [result]
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(rows, indent=1) + "\n")

@@ -45,6 +45,25 @@ def test_rows_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert ran == ["a_rdoq_w4a4", "b_qdrop_w4a4", "b_qdrop_w4a4"] and len(rows) == 2
 
 
+def test_a_work_dir_outside_root_is_a_named_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    work, out = tmp_path / "runs" / "faster_rcnn_w4_grid", tmp_path / "export.json"
+    work.mkdir(parents=True)
+    (work / "quantized.pth").write_bytes(b"x")
+    ran: list[tuple[str, Path]] = []
+
+    def fake_row(row: str, where: Path, *_: Any) -> dict[str, Any]:
+        ran.append((row, where))
+        return {"row": row, "checkpoint_stamp": run_export.checkpoint_stamp(where / "quantized.pth"), **dict.fromkeys(
+            ("ap_fakequant", "ap_onnxruntime", "max_rel_diff", "size_bytes_packed", "latency_ms",
+             "latency_ms_fp32", "time_s"), 0)}
+
+    monkeypatch.setattr(run_export, "run_row", fake_row)
+    run_export.main(["--work-dir", str(work), "--name", "faster_rcnn_qdrop_w4a4_grid", "--out", str(out)])
+    assert ran == [("faster_rcnn_qdrop_w4a4_grid", work)]
+    with pytest.raises(ValueError, match="no method"):
+        run_export.main(["--work-dir", str(work), "--name", "faster_rcnn_w4_grid", "--out", str(out)])
+
+
 def test_import_loads_no_framework() -> None:
     assert _loaded_frameworks("rdoq_bench.run_export") == []
 
@@ -55,4 +74,5 @@ def test_table_has_a_line_per_row() -> None:
            "size_bytes_predicted": 1262104, "size_bytes_fp32": 9370744, "latency_ms": 56.6, "latency_ms_fp32": 56.8}
     lines = run_export.table([row, row]).splitlines()
     assert len(lines) == 4 and lines[1].count("---") == lines[0].count("|") - 1
-    assert "| retinanet | qdrop W4A4 | 0.6123 | 0.6159 | 1.1e-06 | 0.12 | 1,285,025 |" in lines[2]
+    assert "| retinanet | qdrop W4A4 | 0.6123 | 0.6159 | 1.1e-06 | 0.12 | n/a | 1,285,025 |" in lines[2]
+    assert "| 0.12 | 3.1e-07 | 1,285,025 |" in run_export.table([{**row, "max_rel_diff_deployed": 3.1e-7}])
