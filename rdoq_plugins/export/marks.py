@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from rdoq_plugins.errors import InputError
 from rdoq_plugins.export.integers import LayerIntegers, QuantParams, quant_params, weight_integers
 from rdoq_plugins.modules.level_quantizer import LevelQuantizer
 from rdoq_plugins.modules.quant_layer import QuantLayer
@@ -111,11 +112,29 @@ def _marked_forward(name: str, marks: Marks, probe: bool) -> Any:
     return forward
 
 
+def check_exportable(model: nn.Module, layers: dict[str, QuantLayer]) -> None:
+    """Every quantizer that is on belongs to a quantized layer (its input, weight or output), since
+    only those leave markers; another one (e.g. a ResNet block's output quantizer under
+    ``a_qconfig.position: output``) would be left out of the export silently, so it is an error."""
+    owned: set[int] = set()
+    for layer in layers.values():
+        for q in (layer.input_quantizer, layer.weight_quantizer, layer.output_quantizer):
+            if q is not None:
+                owned.update(id(m) for m in q.modules())
+    stray = [n for n, m in model.named_modules()
+             if isinstance(m, FakeQuantize) and bool(m.fake_quant_enabled) and id(m) not in owned]
+    if stray:
+        raise InputError(f"cannot export quantizer {stray[0]} ({len(stray)} in all): only the input, weight and "
+                         "output quantizers of quantized layers are exported (a_qconfig.position: output puts "
+                         "some on blocks; export supports position: input)")
+
+
 @contextmanager
 def marked(model: nn.Module, probe: bool = True) -> Iterator[Marks]:
     """Patches every quantized layer of ``model`` to leave markers (see the module docstring)."""
     marks = Marks()
     layers = {n: m for n, m in model.named_modules() if isinstance(m, QuantLayer)}
+    check_exportable(model, layers)
     for name, layer in layers.items():
         layer.forward = types.MethodType(_marked_forward(name, marks, probe), layer)  # type: ignore[method-assign]
     try:

@@ -68,3 +68,19 @@ def test_parity_names_the_first_layer_that_diverges() -> None:
         model.conv2.weight[4:8] += model.conv2.weight_quantizer.scale[1]
     parity = run_parity(ex, model, model, [(x,)], ["x"])
     assert parity.first_over == "conv2#0"
+
+
+def test_a_quantizer_outside_the_layers_is_an_error_not_left_out() -> None:
+    from rdoq_plugins.errors import InputError
+    from rdoq_plugins.quant.fake_quantize import FakeQuantize
+
+    model, x = toy_model()
+    stray = FakeQuantize(observer="MinMaxObserver", bit=4, symmetric=False)
+    stray(x)  # calibrated and on, as a block's output quantizer would be
+    stray.enable_observer(False)
+    stray.enable_fake_quant(True)
+    model.block_out = stray
+    with pytest.raises(InputError, match="block_out"):
+        export_qdq(model, (x,), model, ["x"], ["y"])
+    stray.enable_fake_quant(False)  # switched off, it quantizes nothing and the export runs
+    export_qdq(model, (x,), model, ["x"], ["y"])
