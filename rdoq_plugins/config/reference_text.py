@@ -31,13 +31,13 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "position": "Top-level `a_qconfig` only (`null` for weights). `input`: every quantized layer quantizes "
                     "its input. `output`: quantizers on the tensors layers produce, where the official QDrop "
                     "code puts them, each step learned in the unit that produces it; layers whose input no "
-                    "such quantizer covers keep an input quantizer. The adapter places them (mmdet: ResNet "
-                    "+ FPN, see docs/mmdet.md; OpenPCDet refuses `output`); used through the core alone, "
+                    "such quantizer covers keep an input quantizer. The adapter places them (the 2-D "
+                    "detection adapter: ResNet + FPN, see its guide; the sparse adapter refuses `output`); used through the core alone, "
                     "each layer quantizes its output. With no input quantizer in a unit, both `recon.mix` "
                     "rules give the paper's. Output "
                     "quantizers use the top-level `a_qconfig`; an override's `a_qconfig` still means the "
                     "layer's input. Not with `rdoq.target` act / joint / both. Measured: bundled Faster "
-                    "R-CNN QDrop W4A4 0.696 with `output`, 0.717 with `input` (docs/mmdet.md).",
+                    "R-CNN QDrop W4A4 0.696 with `output`, 0.717 with `input` (docs/benchmark.md).",
     },
     "ReconConfig": {
         "iters": "Optimisation steps per reconstruction unit.",

@@ -17,7 +17,7 @@ class ConvReLU2d(nn.Conv2d):
 
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
         # clamp_min, not relu: its backward keeps the conv output, not its own, so a framework's
-        # in-place ReLU on this output (mmdet's blocks) leaves the autograd graph valid.
+        # in-place ReLU on this output (a ResNet block's) leaves the autograd graph valid.
         return super().forward(x).clamp_min(0)
 
 

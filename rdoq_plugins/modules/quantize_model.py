@@ -7,7 +7,7 @@ the model has is an error (:func:`check_overrides`), raised before any layer is 
 
 Where activations are quantized follows ``a_qconfig.position`` (each layer's input, or each layer's
 output), unless the caller decides per layer: an adapter that knows the architecture passes
-``act_position`` as a function of the layer (mmdet's output placement, :mod:`mmdet_ext.act_placement`).
+``act_position`` as a function of the layer (an adapter's output placement).
 """
 from __future__ import annotations
 

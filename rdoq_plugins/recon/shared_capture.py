@@ -4,7 +4,7 @@ Units that run once per forward pass and receive the very same input object (the
 detection head, all fed the shared conv's output; see
 :attr:`~rdoq_plugins.recon.cost.UnitSurvey.shares_input`) cannot feed one another, so
 reconstructing one of them leaves the others' inputs unchanged. Capturing each alone runs the
-model up to it twice per batch (FP and quantized); for the 36 head branches of VoxelNeXt that is
+model up to it twice per batch (FP and quantized); for the 36 head branches of a sparse 3-D detector that is
 72 passes through the whole backbone per batch. :class:`SharedCaptures` runs the two passes once
 for the group, keeps one snapshot of the shared input per pass and each unit's FP output, and fills
 each unit's cache from them when its turn comes: the same chunks as the per-unit capture.
